@@ -1,0 +1,70 @@
+"""ONNX Runtime CPU backend: one InferenceSession per (model, options), shared and thread-safe.
+
+`InferenceSession.run` is documented thread-safe and releases the GIL, so several VapourSynth
+frame threads can run the same session at once; sessions are cached per (model file hash,
+options) so that every Upscale call on the same model reuses one set of weights and kernels.
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+import vapoursynth as vs
+
+from vs_espcn.backends import OrtOptions
+
+if TYPE_CHECKING:
+    from vs_espcn.models import ModelInfo
+
+_sessions: dict[tuple[str, str, OrtOptions], object] = {}
+_lock = threading.Lock()
+
+
+def _new_session(model: "ModelInfo", options: OrtOptions):
+    """Create a CPU InferenceSession; a corrupt or incompatible model becomes a vs.Error."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise vs.Error(f"espcn.Upscale: onnxruntime is not installed ({exc}); "
+                       "pip install onnxruntime, or use backend=\"trt\" with TensorRT") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(0, int(options.threads))
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model.path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise vs.Error(f"espcn.Upscale: onnxruntime cannot load model {str(model.path)!r} "
+                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                       "pass an ONNX file exported by the trainer (opset 17, input 'lr' [N,1,H,W])"
+                       ) from None
+
+
+def session(model: "ModelInfo", options: OrtOptions):
+    """The shared session for (model, options), created on first use."""
+    key = (str(model.path), model.sha256, options)
+    with _lock:
+        sess = _sessions.get(key)
+        if sess is None:
+            sess = _sessions[key] = _new_session(model, options)
+    return sess
+
+
+class OrtBackend:
+    """Backend protocol on onnxruntime's CPU provider (dynamic shapes: any tile size works)."""
+
+    def __init__(self, model: "ModelInfo", shape: tuple[int, int], options: OrtOptions) -> None:
+        self.scale = model.scale
+        self.shape = tuple(shape)
+        self._session = session(model, options)
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [self._session.get_outputs()[0].name]
+
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        """float32 (H, W) -> float32 (H*scale, W*scale); a view of ORT's output, no copy."""
+        h, w = lr.shape
+        out = self._session.run(self._outputs, {self._input: lr.reshape(1, 1, h, w)})[0]
+        return out.reshape(h * self.scale, w * self.scale)

@@ -1,0 +1,95 @@
+"""Per-frame path: Y plane -> float32 (Y convention) -> tiles -> backend -> Y plane.
+
+The plane is read through numpy views of the VapourSynth frame (`np.asarray(frame[0])`), scaled
+into one float32 buffer, cut into the tiles of the plan (a view when there is a single tile) and
+each tile's core is written straight into the output frame. The output clip is a
+`std.ModifyFrame` over a GRAY BlankClip of the output size: one output frame per request, one
+backend per graph, thread-safe (the callback keeps no state between frames).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import vapoursynth as vs
+
+from vs_espcn import tiling
+from vs_espcn.backends import Backend
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How plane samples map to network values (DESIGN.md, Y convention)."""
+
+    integer: bool
+    divisor: float  # code / divisor -> network value (1.0 for float planes)
+    maxval: int  # clamp bound for integer planes
+
+    @classmethod
+    def of(cls, fmt: vs.VideoFormat) -> "Codec":
+        """Codec of a VapourSynth format: int planes use code / (255 * 2**(bits - 8))."""
+        if fmt.sample_type == vs.INTEGER:
+            return cls(True, 255.0 * 2 ** (fmt.bits_per_sample - 8), (1 << fmt.bits_per_sample) - 1)
+        return cls(False, 1.0, 0)
+
+    def decode(self, plane: np.ndarray) -> np.ndarray:
+        """Plane samples -> new C-contiguous float32 array of network values."""
+        if self.integer:
+            return np.divide(plane, np.float32(self.divisor), dtype=np.float32)
+        if plane.dtype == np.float32 and plane.flags.c_contiguous:
+            return plane
+        return np.array(plane, dtype=np.float32, order="C")
+
+    def encode(self, out: np.ndarray, dst: np.ndarray) -> None:
+        """Network values -> plane samples in `dst`; `out` is scratch and may be overwritten."""
+        if self.integer:
+            tmp = np.multiply(out, np.float32(self.divisor), out=out if out.flags.writeable else None)
+            np.rint(tmp, out=tmp)
+            np.clip(tmp, 0, self.maxval, out=tmp)
+            np.copyto(dst, tmp, casting="unsafe")
+        else:
+            np.copyto(dst, out, casting="same_kind")
+
+
+class PlaneUpscaler:
+    """Upscales one (H, W) plane with a backend, tile by tile, into a preallocated output."""
+
+    def __init__(self, backend: Backend, scale: int, size: tuple[int, int],
+                 tile: tuple[int, int], overlap: int, codec: Codec) -> None:
+        self.backend, self.scale, self.codec = backend, scale, codec
+        self.window, self.tiles = tiling.plan(size[0], size[1], tile[0], tile[1], overlap)
+
+    def process(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """Upscale `src` (H, W) into `dst` (H*r, W*r); both may be strided frame views."""
+        lr = self.codec.decode(src)
+        r = self.scale
+        wh, ww = self.window
+        single = len(self.tiles) == 1
+        for t in self.tiles:
+            win = lr if single else np.ascontiguousarray(lr[t.y.win:t.y.win + wh, t.x.win:t.x.win + ww])
+            hr = self.backend.run(win)
+            oy, ox = (t.y.core0 - t.y.win) * r, (t.x.core0 - t.x.win) * r
+            ch, cw = (t.y.core1 - t.y.core0) * r, (t.x.core1 - t.x.core0) * r
+            self.codec.encode(hr[oy:oy + ch, ox:ox + cw],
+                              dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r])
+
+
+def gray_format(fmt: vs.VideoFormat) -> vs.VideoFormat:
+    """The GRAY format with the same sample type and depth as `fmt` (the Y plane's format)."""
+    return vs.core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
+
+
+def luma_clip(clip: vs.VideoNode, upscaler: PlaneUpscaler) -> vs.VideoNode:
+    """GRAY clip of clip.width*r x clip.height*r whose frames are the upscaled Y planes."""
+    r = upscaler.scale
+    blank = vs.core.std.BlankClip(clip, width=clip.width * r, height=clip.height * r,
+                                  format=gray_format(clip.format), keep=True)
+    process = upscaler.process
+
+    def upscale_frame(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        """ModifyFrame callback: copy the blank frame, write the upscaled Y into it."""
+        out = f[0].copy()
+        process(np.asarray(f[1][0]), np.asarray(out[0]))
+        return out
+
+    return vs.core.std.ModifyFrame(blank, [blank, clip], upscale_frame)

@@ -1,0 +1,115 @@
+"""The filter graph behind `core.espcn.Upscale`: checks, Y through the network, chroma through
+`core.resize`, join, and the source's frame props.
+
+Y goes through `frames.luma_clip` (the network, tile by tile); U/V come from resizing the whole
+clip with a built-in kernel, which honours `_ChromaLocation`, so chroma stays sited like the
+source and aligned with the upscaled luma. Every check raises `vs.Error` naming espcn.Upscale.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import vapoursynth as vs
+
+from vs_espcn import backends, frames, models, tiling
+
+KERNELS = {"point": "Point", "bilinear": "Bilinear", "bicubic": "Bicubic", "spline16": "Spline16",
+           "spline36": "Spline36", "spline64": "Spline64", "lanczos": "Lanczos"}
+# (subsampling_w, subsampling_h) -> name, for the YUV layouts the plugin accepts
+SUBSAMPLINGS = {(1, 1): "420", (1, 0): "422", (0, 0): "444", (0, 1): "440", (2, 0): "411", (2, 2): "410"}
+FORMATS_TEXT = ("constant-format YUV (420, 422, 444, 440, 411, 410) or GRAY, "
+                "8-16 bit integer or 16/32 bit float")
+
+
+def _error(problem: str, supported: str) -> vs.Error:
+    """Build the plugin's user-facing error."""
+    return vs.Error(f"espcn.Upscale: {problem}; {supported}")
+
+
+def check_clip(clip: object) -> vs.VideoNode:
+    """Reject anything but a constant-format, constant-size GRAY/YUV clip of a supported depth."""
+    if not isinstance(clip, vs.VideoNode):
+        raise _error(f"clip must be a video clip, got {type(clip).__name__}", FORMATS_TEXT)
+    fmt = clip.format
+    if fmt is None:
+        raise _error("variable-format clips are not supported", FORMATS_TEXT)
+    if clip.width == 0 or clip.height == 0:
+        raise _error("variable-size clips are not supported", "convert to a constant size first")
+    if fmt.color_family not in (vs.GRAY, vs.YUV):
+        raise _error(f"{fmt.name} is not supported ({fmt.color_family.name} input)",
+                     FORMATS_TEXT + "; convert RGB with core.resize first")
+    if fmt.color_family == vs.YUV and (fmt.subsampling_w, fmt.subsampling_h) not in SUBSAMPLINGS:
+        raise _error(f"{fmt.name} has an unsupported chroma subsampling", FORMATS_TEXT)
+    bits = fmt.bits_per_sample
+    if (fmt.sample_type == vs.INTEGER and not 8 <= bits <= 16) or (
+            fmt.sample_type == vs.FLOAT and bits not in (16, 32)):
+        raise _error(f"{fmt.name} has an unsupported sample type/depth", FORMATS_TEXT)
+    return clip
+
+
+def check_tiles(tilesize: Sequence[int], overlap: int) -> tuple[int, int] | None:
+    """Validate tilesize/overlap; return the (h, w) tile or None for automatic tiling."""
+    tiles = list(tilesize or ())
+    if len(tiles) > 2 or any(int(t) < 1 for t in tiles):
+        raise _error(f"tilesize={tiles} is invalid", "use [] (automatic), [w] or [w, h] with sizes >= 1")
+    if overlap < -1:
+        raise _error(f"overlap={overlap} is invalid", "use -1 (the model's receptive radius) or >= 0")
+    if not tiles:
+        return None
+    w = int(tiles[0])
+    return (int(tiles[1]) if len(tiles) == 2 else w), w
+
+
+def check_options(backend: str, kernel: str, threads: int, device_id: int, num_streams: int,
+                  opt_level: int, workspace: int) -> str:
+    """Validate the scalar options; return the core.resize function name of `kernel`."""
+    if backend not in backends.KINDS:
+        raise _error(f"unknown backend {backend!r}", 'supported backends are "auto", "ort", "trt"')
+    if kernel.lower() not in KERNELS:
+        raise _error(f"unknown kernel {kernel!r}", "supported kernels are " + ", ".join(KERNELS))
+    for name, value, low in (("threads", threads, 0), ("device_id", device_id, 0),
+                             ("num_streams", num_streams, 1), ("workspace", workspace, 0)):
+        if value < low:
+            raise _error(f"{name}={value} is invalid", f"{name} must be >= {low}")
+    if not 0 <= opt_level <= 5:
+        raise _error(f"opt_level={opt_level} is invalid", "opt_level must be 0..5")
+    return KERNELS[kernel.lower()]
+
+
+def tile_plan(clip: vs.VideoNode, radius: int, tile: tuple[int, int] | None, overlap: int
+              ) -> tuple[tuple[int, int], int, tuple[int, int]]:
+    """(core tile (h, w), effective overlap, window shape fed to the backend)."""
+    eff_overlap = max(overlap, radius)
+    core = tile or tiling.auto_tilesize(clip.height, clip.width)
+    core = (min(core[0], clip.height), min(core[1], clip.width))
+    window, _ = tiling.plan(clip.height, clip.width, core[0], core[1], eff_overlap)
+    return core, eff_overlap, window
+
+
+def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backend: str = "auto",
+            threads: int = 0, tilesize: Sequence[int] = (), overlap: int = -1,
+            kernel: str = "spline36", fp16: bool = True, device_id: int = 0, num_streams: int = 1,
+            cuda_graph: bool = False, static_shape: bool = True, opt_level: int = 3,
+            workspace: int = 0, cache_dir: str = "") -> vs.VideoNode:
+    """espcn.Upscale: Y through the ESPCN network, chroma through core.resize.<kernel>, same format,
+    width*scale x height*scale, all source frame props kept."""
+    clip = check_clip(clip)
+    tile = check_tiles(tilesize, overlap)
+    resizer = check_options(backend, kernel, threads, device_id, num_streams, opt_level, workspace)
+    info = models.resolve(model or "", scale)
+    core, eff_overlap, window = tile_plan(clip, info.radius, tile, overlap)
+    options = backends.BackendOptions(
+        ort=backends.OrtOptions(threads=threads),
+        trt=backends.TrtOptions(fp16=bool(fp16), device_id=device_id, num_streams=num_streams,
+                                cuda_graph=bool(cuda_graph), static_shape=bool(static_shape),
+                                opt_level=opt_level, workspace=workspace, cache_dir=cache_dir or ""))
+    net = backends.create(backend, info, window, options)
+    upscaler = frames.PlaneUpscaler(net, info.scale, (clip.height, clip.width), core, eff_overlap,
+                                    frames.Codec.of(clip.format))
+    luma = frames.luma_clip(clip, upscaler)
+    out = luma
+    if clip.format.color_family == vs.YUV:
+        r = info.scale
+        chroma = getattr(vs.core.resize, resizer)(clip, clip.width * r, clip.height * r)
+        out = vs.core.std.ShufflePlanes([luma, chroma], [0, 1, 2], vs.YUV)
+    return vs.core.std.CopyFrameProps(out, clip)

@@ -1,0 +1,76 @@
+"""Pure tile plan: split an (H, W) LR plane into equal-size windows with overlapping context.
+
+Each tile has a *core* (the LR pixels whose upscaled output it writes) and a *window* (the LR
+pixels fed to the network) = core + `overlap` pixels of context on every side that is not the
+true image border. All windows of a plan have the same shape, so a static TensorRT engine fits
+every call; the last row/column of windows is shifted inward instead of shrunk. With
+`overlap >= receptive radius` each core's output equals the untiled output: context pixels
+come from the real image, and at the true border the window starts at the border, so the
+network's zero padding is exactly what the untiled run sees.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Automatic tiles: the biggest window fed at once (LR pixels). ESPCN keeps ~100 float32
+# activations per LR pixel (64 + 32 + r^2 channels), so 1 Mpx windows cost ~0.4 GB each.
+AUTO_PIXELS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: window [win, win + size) feeds core [core0, core1)."""
+
+    win: int
+    core0: int
+    core1: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One 2-D tile: window origin (y, x) in LR pixels and its core rectangle."""
+
+    y: Span
+    x: Span
+
+
+def plan_axis(length: int, tile: int, overlap: int) -> tuple[int, list[Span]]:
+    """Split `length` into cores of at most `tile` pixels; return (window size, spans).
+
+    Cores are near-equal (all `ceil(length / count)` but the last), windows are core + 2*overlap (capped to
+    `length`) and clamped inside [0, length), so every core keeps >= overlap pixels of real
+    context on each side that is not the image border.
+    """
+    if length <= 0 or tile <= 0 or overlap < 0:
+        raise ValueError(f"bad tile axis: length={length} tile={tile} overlap={overlap}")
+    count = math.ceil(length / tile)
+    core = math.ceil(length / count)
+    window = min(length, core + 2 * overlap)
+    spans = []
+    for i in range(count):
+        c0, c1 = i * core, min((i + 1) * core, length)
+        if c0 >= c1:
+            break
+        win = min(max(c0 - overlap, 0), length - window)
+        spans.append(Span(win, c0, c1))
+    return window, spans
+
+
+def auto_tilesize(height: int, width: int, pixels: int = AUTO_PIXELS) -> tuple[int, int]:
+    """Core size (h, w) for automatic tiling: the whole plane when it fits `pixels`, else
+    full-width strips (or squares for very wide planes) of about `pixels` LR pixels."""
+    if height * width <= pixels:
+        return height, width
+    if width <= pixels // 256:
+        return max(1, pixels // width), width
+    side = math.isqrt(pixels)
+    return side, side
+
+
+def plan(height: int, width: int, tile_h: int, tile_w: int, overlap: int
+         ) -> tuple[tuple[int, int], list[Tile]]:
+    """2-D plan: ((window_h, window_w), tiles in row-major order)."""
+    wh, ys = plan_axis(height, tile_h, overlap)
+    ww, xs = plan_axis(width, tile_w, overlap)
+    return (wh, ww), [Tile(y, x) for y in ys for x in xs]
