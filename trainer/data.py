@@ -1,0 +1,146 @@
+"""Images -> luma -> (LR, HR) pairs, following the standard SR benchmark protocol.
+
+Y convention (shared with the plugin through the ONNX metadata `y_convention = bt601-studio/255`):
+BT.601 studio-swing luma as MATLAB's `rgb2ycbcr` computes it, `Y = 16 + 65.481 R + 128.553 G + 24.966 B`
+with RGB in [0, 1], divided by 255 (so Y lies in [16/255, 235/255]).
+
+LR images are made like MATLAB's `imresize(hr, 1/r, 'bicubic')`: an antialiased cubic (a = -0.5,
+i.e. Catmull-Rom) downscale of the 8-bit RGB image, rounded back to 8 bits. Pillow's resampler is such a
+filter (its support widens with the downscale factor) and reproduces the published bicubic figures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+FILTERS = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """All PNG/JPEG/BMP files under `folder`, recursively, in a stable order."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no PNG/JPEG/BMP images under {folder}")
+    return paths
+
+
+def is_grey(path: str | Path) -> bool:
+    """True for single-channel images (Set14's `bridge`): their Y is the grey value itself."""
+    return Image.open(path).mode in ("L", "I;16", "I", "F")
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """8-bit RGB (H, W, 3); alpha is flattened onto white, grey is replicated."""
+    img = Image.open(path)
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        img = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, img)
+    return np.asarray(img.convert("RGB"))
+
+
+def rgb_to_y(rgb: np.ndarray, grey: bool = False) -> np.ndarray:
+    """Studio-swing BT.601 Y / 255 (float32) of 8-bit RGB (H, W, 3).
+
+    A grey source keeps its full-range values as Y, as the benchmark code does for single-channel
+    images (this is what makes Set14's published bicubic figure come out right).
+    """
+    if grey:
+        return (rgb[..., 0].astype(np.float64) / 255.0).astype(np.float32)
+    x = rgb.astype(np.float64) / 255.0
+    y = 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
+    return (y / 255.0).astype(np.float32)
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of `scale`."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def resize_float(plane: np.ndarray, width: int, height: int, kernel: str = "bicubic") -> np.ndarray:
+    """Resize a float (H, W) plane with Pillow's antialiased `kernel` (no rounding)."""
+    img = Image.fromarray(plane.astype(np.float32), mode="F")
+    return np.asarray(img.resize((width, height), FILTERS[kernel]), dtype=np.float32)
+
+
+def resize_rgb8(rgb: np.ndarray, width: int, height: int, kernel: str = "bicubic") -> np.ndarray:
+    """Resize 8-bit RGB channel by channel in float and round back to 8 bits (MATLAB `imresize`)."""
+    chans = [resize_float(rgb[..., c].astype(np.float32), width, height, kernel) for c in range(3)]
+    return np.clip(np.rint(np.stack(chans, axis=-1)), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image of a set: HR luma, LR luma (8-bit Y of the rounded 8-bit LR RGB), and the LR RGB."""
+
+    name: str
+    hr_y: np.ndarray
+    lr_y: np.ndarray
+    lr_rgb: np.ndarray
+
+
+def make_pair(path: str | Path, scale: int) -> Pair:
+    """Mod-crop the HR image and make its LR counterpart by the benchmark protocol."""
+    hr = modcrop(load_rgb(path), scale)
+    h, w = hr.shape[:2]
+    lr = resize_rgb8(hr, w // scale, h // scale)
+    grey = is_grey(path)
+    lr_y = (to_8bit(rgb_to_y(lr, grey)) / 255.0).astype(np.float32)  # 8-bit Y, as a video carries it
+    return Pair(Path(path).stem, rgb_to_y(hr, grey), lr_y, lr)
+
+
+def load_pairs(folder: str | Path, scale: int, names: list[Path] | None = None) -> list[Pair]:
+    """Pairs for every image in `folder` (or for the given paths)."""
+    return [make_pair(p, scale) for p in (names or list_images(folder))]
+
+
+def to_8bit(y: np.ndarray) -> np.ndarray:
+    """Round a Y/255 plane to 8-bit codes (float64 for metrics)."""
+    return np.clip(np.rint(y.astype(np.float64) * 255.0), 0, 255)
+
+
+def shave(img: np.ndarray, border: int) -> np.ndarray:
+    """Drop `border` pixels on every side (the protocol crops `scale` pixels)."""
+    return img[border:-border, border:-border] if border else img
+
+
+class PatchSampler:
+    """Random aligned (LR, HR) luma patches from a list of pairs, with flips/rotations.
+
+    Flips and 90-degree rotations commute with the centre-aligned symmetric downscale, so augmenting
+    the LR and HR patch together gives a valid pair. The generator state is part of the checkpoint,
+    which is what makes a resumed run repeat the uninterrupted one exactly.
+    """
+
+    def __init__(self, pairs: list[Pair], scale: int, patch: int, augment: bool, seed: int) -> None:
+        self.pairs = [p for p in pairs if min(p.lr_y.shape) >= patch]
+        if not self.pairs:
+            raise ValueError(f"no training image is at least {patch * scale} px on its short side")
+        area = np.array([p.lr_y.size for p in self.pairs], dtype=np.float64)
+        self.weights = area / area.sum()
+        self.scale, self.patch, self.augment = scale, patch, augment
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 1, p, p) LR and (n, 1, rp, rp) HR float32 patches."""
+        p, r = self.patch, self.scale
+        lr = np.empty((n, 1, p, p), np.float32)
+        hr = np.empty((n, 1, p * r, p * r), np.float32)
+        for i, k in enumerate(self.rng.choice(len(self.pairs), size=n, p=self.weights)):
+            pair = self.pairs[k]
+            y = int(self.rng.integers(0, pair.lr_y.shape[0] - p + 1))
+            x = int(self.rng.integers(0, pair.lr_y.shape[1] - p + 1))
+            a = pair.lr_y[y : y + p, x : x + p]
+            b = pair.hr_y[y * r : (y + p) * r, x * r : (x + p) * r]
+            if self.augment:
+                rot, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
+                a, b = np.rot90(a, rot), np.rot90(b, rot)
+                if flip:
+                    a, b = a[:, ::-1], b[:, ::-1]
+            lr[i, 0], hr[i, 0] = a, b
+        return lr, hr

@@ -1,0 +1,91 @@
+"""ESPCN (Shi et al. 2016): conv 5x5/64 -> conv 3x3/32 -> conv 3x3/r^2 -> PixelShuffle, on luma."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "prelu": nn.PReLU}
+
+
+@dataclass(frozen=True)
+class ESPCNConfig:
+    """Architecture; stored in every checkpoint and in every exported ONNX (`arch` metadata)."""
+
+    scale: int = 2
+    channels: tuple[int, ...] = (64, 32)
+    kernels: tuple[int, ...] = (5, 3, 3)
+    activation: str = "tanh"
+    in_channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if len(self.kernels) != len(self.channels) + 1:
+            raise ValueError("need one kernel per hidden layer plus the output layer")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+
+    @property
+    def radius(self) -> int:
+        """Receptive-field radius in LR pixels (what a tile overlap must cover)."""
+        return sum(k // 2 for k in self.kernels)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ESPCNConfig":
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        d["kernels"] = tuple(d["kernels"])
+        return cls(**d)
+
+
+class ESPCN(nn.Module):
+    """Feature layers at LR resolution, then one sub-pixel convolution to r^2 channels and a shuffle."""
+
+    def __init__(self, cfg: ESPCNConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        widths = (cfg.in_channels, *cfg.channels, cfg.in_channels * cfg.scale**2)
+        layers: list[nn.Module] = []
+        for i, k in enumerate(cfg.kernels):
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2))
+            if i < len(cfg.kernels) - 1:
+                act = ACTIVATIONS[cfg.activation]
+                layers.append(act(widths[i + 1]) if cfg.activation == "prelu" else act())
+        self.body = nn.Sequential(*layers)
+        self.shuffle = nn.PixelShuffle(cfg.scale)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Paper-style init: small normal weights (tanh-friendly), zero bias; last layer smaller."""
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        for i, conv in enumerate(convs):
+            fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+            std = (1.0 / fan_in) ** 0.5 * (0.1 if i == len(convs) - 1 else 1.0)
+            nn.init.normal_(conv.weight, 0.0, std)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) luma in [0, 1] -> (N, 1, rH, rW)."""
+        return self.shuffle(self.body(x))
+
+
+def load_model(path: str) -> ESPCN:
+    """The network stored in a training checkpoint (`model` state dict + `arch` dict)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    net = ESPCN(ESPCNConfig.from_dict(ckpt["arch"]))
+    net.load_state_dict(ckpt["model"])
+    return net.eval()
+
+
+@torch.no_grad()
+def upscale_plane(net: nn.Module, lr_y: "np.ndarray") -> "np.ndarray":
+    """Run the network on one (H, W) float32 plane."""
+    x = torch.from_numpy(np.ascontiguousarray(lr_y, dtype=np.float32))[None, None]
+    return net(x)[0, 0].numpy()

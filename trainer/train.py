@@ -1,0 +1,173 @@
+"""The training loop: `python -m trainer.train --scale 2 --data ../shared/data/train [--preset x2] [--resume]`.
+
+One checkpoint dict (model, optimizer, step, config, arch, sampler RNG, history) written atomically to
+`<out>/last.pt`, so a run killed at any moment resumes with `--resume` and repeats the uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import TrainConfig
+from .data import PatchSampler, list_images, load_pairs
+from .metrics import psnr
+from .model import ESPCN, ESPCNConfig, upscale_plane
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay from `lr` to `lr_min` (a pure function of the step)."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * t))
+
+
+def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Pixel loss on Y: l1, l2 or charbonnier."""
+    if kind == "l1":
+        return (sr - hr).abs().mean()
+    if kind == "l2":
+        return ((sr - hr) ** 2).mean()
+    if kind == "charbonnier":
+        return torch.sqrt((sr - hr) ** 2 + 1e-6).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """Training images, and validation images (a seeded hold-out of the data when `holdout` > 0)."""
+    paths = [p for folder in cfg.data for p in list_images(folder)]
+    if cfg.holdout <= 0:
+        return paths, list_images(cfg.val)
+    order = np.random.default_rng(cfg.seed).permutation(len(paths))
+    held = {int(i) for i in order[: cfg.holdout]}
+    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+
+
+def evaluate(net: ESPCN, pairs: list, scale: int) -> float:
+    """Mean Y-PSNR of the network over validation pairs."""
+    net.eval()
+    scores = [psnr(upscale_plane(net, p.lr_y), p.hr_y, scale) for p in pairs]
+    net.train()
+    return float(np.mean(scores))
+
+
+def init_from(net: ESPCN, path: str) -> None:
+    """Copy every parameter whose name and shape match (e.g. x2 feature layers into an x3 net)."""
+    src = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    own = net.state_dict()
+    same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    own.update(same)
+    net.load_state_dict(own)
+    print(f"init from {path}: {len(same)}/{len(own)} tensors", file=sys.stderr)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def checkpoint(net, opt, step, cfg, sampler, history) -> dict:
+    """The one checkpoint dict."""
+    return {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "config": cfg.to_dict(), "arch": dataclasses.asdict(net.cfg), "sampler": sampler.rng.bit_generator.state,
+            "history": history}
+
+
+def plot(history: dict, path: Path) -> None:
+    """Loss and validation-PSNR curves as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    if history["loss"]:
+        steps, losses = zip(*history["loss"])
+        a.plot(steps, losses)
+    a.set(xlabel="step", ylabel="train loss", yscale="log", title="loss")
+    if history["val"]:
+        steps, vals = zip(*history["val"])
+        b.plot(steps, vals, marker="o")
+    b.set(xlabel="step", ylabel="Y-PSNR (dB)", title="validation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) training; returns the path of the final checkpoint."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_paths, val_paths = split_data(cfg)
+    sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed)
+    val_pairs = load_pairs("", cfg.scale, val_paths)
+    net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step, history = 0, {"loss": [], "val": []}
+    last = out / "last.pt"
+    if resume and last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sampler.rng.bit_generator.state = ckpt["sampler"]
+        step, history = ckpt["step"], ckpt["history"]
+        print(f"resumed {last} at step {step}", file=sys.stderr)
+    elif cfg.init_from:
+        init_from(net, cfg.init_from)
+    net.train()
+    bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, mininterval=2)
+    run_loss, t0 = 0.0, time.time()
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        lr_np, hr_np = sampler.batch(cfg.batch)
+        sr = net(torch.from_numpy(lr_np))
+        hr = torch.from_numpy(hr_np)
+        loss = loss_fn(cfg.loss, sr, hr)
+        if not torch.isfinite(loss):
+            raise SystemExit(f"loss is {loss.item()} at step {step}: stopping without saving "
+                             f"(last good checkpoint: {last}); lower --lr or check the data")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
+        if step % 50 == 0:
+            mse = float(((sr.detach() - hr) ** 2).mean())
+            bar.set_postfix(loss=f"{run_loss:.5f}", psnr=f"{10 * math.log10(1 / max(mse, 1e-12)):.2f}")
+            history["loss"].append((step, run_loss))
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            history["val"].append((step, evaluate(net, val_pairs, cfg.scale)))
+            bar.write(f"step {step}: val Y-PSNR {history['val'][-1][1]:.3f} dB "
+                      f"({(time.time() - t0) / 60:.1f} min)")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_atomic(checkpoint(net, opt, step, cfg, sampler, history), last)
+            plot(history, out / "curves.png")
+    bar.close()
+    return last
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, resume = TrainConfig.from_args(argv)
+    train(cfg, resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
