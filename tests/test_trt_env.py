@@ -1,0 +1,71 @@
+"""trt_available(): cheap, never raises, names the cause; TrtBackend turns it into vs.Error."""
+from __future__ import annotations
+
+import pytest
+import vapoursynth as vs
+
+from vs_espcn.backends import trt as trt_mod
+from vs_espcn.backends import trt_env
+from vs_espcn.backends.trt_env import GpuInfo
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    trt_env.probe_gpu.cache_clear()
+    trt_env._import_first.cache_clear()
+    yield
+    trt_env.probe_gpu.cache_clear()
+    trt_env._import_first.cache_clear()
+
+
+def test_no_driver_library(monkeypatch):
+    def missing():
+        raise OSError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(trt_env, "_libcuda", missing)
+    ok, why = trt_env.trt_available()
+    assert not ok and why.startswith("no CUDA device")
+
+
+def test_gpu_too_old(monkeypatch):
+    monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "Tesla K80", (3, 7)), ""))
+    ok, why = trt_env.trt_available()
+    assert not ok and "GPU too old" in why and "Tesla K80" in why and "3.7" in why
+
+
+def test_tensorrt_missing(monkeypatch):
+    monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "RTX", (8, 6)), ""))
+    monkeypatch.setenv(trt_env.MODULE_ENV, "no_such_tensorrt_module")
+    ok, why = trt_env.trt_available()
+    assert not ok and why.startswith("tensorrt not installed") and "pip install" in why
+
+
+def test_available_when_gpu_and_module(monkeypatch):
+    monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "RTX", (8, 6)), ""))
+    monkeypatch.setenv(trt_env.MODULE_ENV, "json")  # any importable module stands in for tensorrt
+    assert trt_env.trt_available() == (True, "")
+
+
+def test_probe_of_this_machine_never_raises():
+    ok, why = trt_mod.trt_available()
+    assert isinstance(ok, bool) and (ok or why)
+
+
+def test_backend_unavailable_is_vs_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(trt_mod, "trt_available", lambda device_id=0: (False, "no CUDA device (test)"))
+    model = type("M", (), {"path": tmp_path / "m.onnx", "scale": 2, "name": "m", "sha256": "0" * 64})()
+    with pytest.raises(vs.Error, match=r'^espcn\.Upscale: backend="trt" is unavailable: no CUDA device '
+                                       r'\(test\); use backend="ort"'):
+        trt_mod.TrtBackend(model, (8, 8), None)
+
+
+def test_import_of_backend_module_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, vs_espcn.backends.trt, vs_espcn.engine_cache, vs_espcn.engines_cli;"
+            "bad = [m for m in ('tensorrt', 'tensorrt_rtx', 'onnx', 'cuda', 'filelock') if m in sys.modules];"
+            "print(bad)")
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
+    assert out.strip() == "[]"

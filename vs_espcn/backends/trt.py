@@ -1,0 +1,222 @@
+"""TensorRT / TensorRT-RTX backend: engine key -> cached or freshly built engine -> context pool.
+
+Build (`trt_build`), cache (`engine_cache`) and run (`trt_run`) live apart; this module wires
+them and turns every failure into `vapoursynth.Error("espcn.Upscale: ...; use backend=\"ort\"")`.
+A cached engine that TensorRT cannot deserialize (other driver, other TensorRT build, corrupt
+bytes that slipped past the checksum) is deleted and rebuilt once, with a warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from ..engine_cache import EngineCache, EngineKey, atomic_write
+from .trt_env import GpuInfo, import_trt, package_of, probe_gpu, trt_available  # noqa: F401 (re-export)
+
+log = logging.getLogger("vs_espcn")
+FALLBACK = 'use backend="ort" (CPU) instead'
+
+
+def _error(msg: str) -> Exception:
+    """vapoursynth.Error naming the filter, the cause and the fallback."""
+    text = f"espcn.Upscale: {msg}; {FALLBACK}"
+    try:
+        import vapoursynth as vs
+
+        return vs.Error(text)
+    except ImportError:  # pragma: no cover - vapoursynth is a hard dependency of the plugin
+        return RuntimeError(text)
+
+
+def _opt(options, name: str, default):
+    """Duck-typed read of a TrtOptions field (None options -> all defaults)."""
+    return getattr(options, name, default) if options is not None else default
+
+
+def model_sha256(model) -> str:
+    """The ONNX content hash: `model.sha256` when set, else hashed from the file."""
+    sha = getattr(model, "sha256", "") or ""
+    return sha or hashlib.sha256(Path(model.path).read_bytes()).hexdigest()
+
+
+def make_key(model, shape: tuple[int, int], options, trt: ModuleType, gpu: GpuInfo | None) -> EngineKey:
+    """The cache key of the engine for `model` at LR tile `shape` with `options` on `gpu`
+    (None: building without a GPU, e.g. `engines build` on a CI machine)."""
+    from .trt_build import precision_mode, profile_for
+
+    fp16 = bool(_opt(options, "fp16", True))
+    pkg, ver = package_of(trt)
+    return EngineKey(
+        onnx_sha256=model_sha256(model), model_name=str(getattr(model, "name", "") or Path(model.path).stem),
+        scale=int(model.scale), profile=profile_for(shape, bool(_opt(options, "static_shape", True))),
+        precision="fp16" if fp16 else "fp32", precision_mode=precision_mode(trt, fp16),
+        trt_package=pkg, trt_version=ver,
+        gpu_name=gpu.name if gpu else "none", compute_capability=gpu.cc_label if gpu else "none",
+        opt_level=int(_opt(options, "opt_level", 3)), workspace_mib=int(_opt(options, "workspace", 0)),
+    )
+
+
+def timing_cache_path(cache: EngineCache, key: EngineKey) -> Path:
+    """Persistent timing cache beside the engines, one per TensorRT version and GPU."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{key.trt_package}-{key.trt_version}-{key.gpu_name}-{key.compute_capability}")
+    return cache.directory / f"timing-{slug}.cache"
+
+
+def ensure_engine(model, shape: tuple[int, int], options, trt: ModuleType,
+                  gpu: GpuInfo | None) -> tuple[EngineCache, EngineKey, Path, bytes, bool]:
+    """Cached engine bytes for the key, building (under the cache lock) when absent or invalid.
+    Returns (cache, key, path, engine bytes, built_now). Raises BuildError / OSError."""
+    from .trt_build import BuildSpec, build_serialized
+
+    cache = EngineCache(_opt(options, "cache_dir", "") or None)
+    key = make_key(model, shape, options, trt, gpu)
+
+    def build() -> bytes:
+        log.warning("espcn: building TensorRT engine for %s %s (%s %s, model %s), this can take minutes",
+                    key.shape_label(), key.precision, key.trt_package, key.trt_version, key.model_name)
+        spec = BuildSpec(profile=key.profile, fp16=key.precision == "fp16", opt_level=key.opt_level,
+                         workspace_mib=key.workspace_mib, timing_cache=timing_cache_path(cache, key))
+        return build_serialized(trt, Path(model.path).read_bytes(), spec)
+
+    path, data, built = cache.get_or_build(key, build)
+    return cache, key, path, data, built
+
+
+class _Engine:
+    """A deserialized engine plus the runtime that must outlive it."""
+
+    def __init__(self, trt: ModuleType, data: bytes) -> None:
+        from .trt_build import make_logger
+
+        self.logger = make_logger(trt)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(data)
+
+    def io_names(self, trt: ModuleType) -> tuple[str, str]:
+        """(input name, output name) of a one-input one-output engine."""
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outs = [n for n in names if n not in ins]
+        if len(ins) != 1 or len(outs) != 1:
+            raise _error(f"TensorRT engine has {len(ins)} inputs / {len(outs)} outputs, expected 1 / 1")
+        for n in (ins[0], outs[0]):
+            if self.engine.get_tensor_dtype(n) != trt.DataType.FLOAT:
+                raise _error(f"TensorRT engine tensor {n!r} is {self.engine.get_tensor_dtype(n)}, expected float32")
+        return ins[0], outs[0]
+
+
+class TrtBackend:
+    """Backend protocol implementation on TensorRT: `scale`, thread-safe `run(lr)`."""
+
+    def __init__(self, model, shape: tuple[int, int], options=None) -> None:
+        device = int(_opt(options, "device_id", 0))
+        ok, why = trt_available(device)
+        if not ok:
+            raise _error(f'backend="trt" is unavailable: {why}')
+        trt, _ = import_trt()
+        gpu, _ = probe_gpu(device)
+        self.scale = int(model.scale)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dynamic = not bool(_opt(options, "static_shape", True))
+        self._rtcache_path: Path | None = None
+        self._rtcache = None
+        self._saved = threading.Event()
+        self._engine = self._load(trt, model, options, gpu)
+        self._pool = self._make_pool(trt, options, device)
+
+    def _load(self, trt: ModuleType, model, options, gpu: GpuInfo) -> _Engine:
+        from .trt_build import BuildError
+
+        try:
+            cache, key, path, data, built = ensure_engine(model, self.shape, options, trt, gpu)
+            engine = _Engine(trt, data)
+            if engine.engine is None and not built:
+                cache.invalidate(key, "TensorRT could not deserialize it (built by another TensorRT/driver, or corrupt)")
+                cache, key, path, data, built = ensure_engine(model, self.shape, options, trt, gpu)
+                engine = _Engine(trt, data)
+        except BuildError as e:
+            raise _error(f"TensorRT engine build failed: {e}") from e
+        except OSError as e:
+            raise _error(f"TensorRT engine cache error: {e}") from e
+        if engine.engine is None:
+            detail = " | ".join(engine.logger.errors) or "no detail"
+            raise _error(f"TensorRT could not load engine {path} on {gpu.name} (GPU unsupported by "
+                         f"{key.trt_package}, or out of GPU memory): {detail}")
+        self._rtcache_path = path.with_suffix(".rtcache")
+        log.info("espcn: TensorRT engine %s", path)
+        return engine
+
+    def _runtime_config(self, trt: ModuleType, cuda_graph: bool):
+        """TensorRT-RTX (and newer TensorRT) runtime config: built-in CUDA graphs and the JIT
+        kernel runtime cache persisted beside the engine. None where unsupported."""
+        engine = self._engine.engine
+        if not hasattr(engine, "create_runtime_config"):
+            return None
+        config = engine.create_runtime_config()
+        if cuda_graph and hasattr(trt, "CudaGraphStrategy") and hasattr(config, "cuda_graph_strategy"):
+            config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+        if hasattr(config, "create_runtime_cache") and self._rtcache_path is not None:
+            try:
+                self._rtcache = config.create_runtime_cache()
+                if self._rtcache_path.exists():
+                    self._rtcache.deserialize(self._rtcache_path.read_bytes())
+                config.set_runtime_cache(self._rtcache)
+            except Exception as e:  # noqa: BLE001 - a stale runtime cache only costs JIT time
+                log.warning("espcn: ignoring TensorRT runtime cache %s (%s)", self._rtcache_path, e)
+                self._rtcache = None
+        return config
+
+    def _make_pool(self, trt: ModuleType, options, device: int):
+        from .trt_run import CudaApi, CudaError, ExecSlot, SlotPool
+
+        names = self._engine.io_names(trt)
+        cuda_graph = bool(_opt(options, "cuda_graph", False))
+        config = self._runtime_config(trt, cuda_graph)
+        builtin_graph = config is not None and cuda_graph and hasattr(config, "cuda_graph_strategy")
+        slots = []
+        try:
+            cuda = CudaApi()
+            for _ in range(max(1, int(_opt(options, "num_streams", 1)))):
+                ctx = (self._engine.engine.create_execution_context(config) if config is not None
+                       else self._engine.engine.create_execution_context())
+                if ctx is None:
+                    raise CudaError("create_execution_context returned None (out of GPU memory?)")
+                slots.append(ExecSlot(cuda, ctx, names, self.shape, self.scale, device=device,
+                                      dynamic=self.dynamic, cuda_graph=cuda_graph and not builtin_graph))
+        except (CudaError, ImportError) as e:
+            for slot in slots:
+                slot.close()
+            raise _error(f"TensorRT could not set up execution on CUDA device {device}: {e}") from e
+        return SlotPool(slots)
+
+    def _save_runtime_cache(self) -> None:
+        """Persist the RTX JIT kernel cache once, after the first frame compiled the kernels."""
+        if self._saved.is_set() or self._rtcache is None or self._rtcache_path is None:
+            return
+        self._saved.set()
+        try:
+            atomic_write(self._rtcache_path, bytes(self._rtcache.serialize()))
+        except Exception as e:  # noqa: BLE001
+            log.warning("espcn: could not save TensorRT runtime cache %s (%s)", self._rtcache_path, e)
+
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        """float32 (H, W) LR tile -> float32 (H*scale, W*scale). Thread-safe."""
+        try:
+            out = self._pool.run(lambda slot: slot.infer(lr))
+        except ValueError as e:
+            raise _error(str(e)) from e
+        except RuntimeError as e:  # CudaError or a failed enqueue
+            raise _error(f"TensorRT inference failed: {e}") from e
+        self._save_runtime_cache()
+        return out
+
+    def close(self) -> None:
+        """Free GPU buffers and streams."""
+        for slot in self._pool.slots:
+            slot.close()
