@@ -118,7 +118,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     val_pairs = load_pairs("", cfg.scale, val_paths)
     net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    step, history = 0, {"loss": [], "val": []}
+    step, history = 0, {"loss": [], "val": [], "seconds": 0.0}
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -154,9 +154,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             history["val"].append((step, evaluate(net, val_pairs, cfg.scale)))
-            bar.write(f"step {step}: val Y-PSNR {history['val'][-1][1]:.3f} dB "
-                      f"({(time.time() - t0) / 60:.1f} min)")
+            minutes = (history.get("seconds", 0.0) + time.time() - t0) / 60
+            bar.write(f"step {step}: val Y-PSNR {history['val'][-1][1]:.3f} dB ({minutes:.1f} min)")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            history["seconds"] = history.get("seconds", 0.0) + time.time() - t0
+            t0 = time.time()
             save_atomic(checkpoint(net, opt, step, cfg, sampler, history), last)
             plot(history, out / "curves.png")
     bar.close()

@@ -1,0 +1,133 @@
+"""Trainer: model shapes, shuffle layout, training, resume, NaN guard, export parity."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="trainer tests need torch (pip install .[train])")
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from PIL import Image  # noqa: E402
+
+from trainer import export as export_mod  # noqa: E402
+from trainer import train as train_mod  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.data import PatchSampler, load_pairs, resize_float, rgb_to_y  # noqa: E402
+from trainer.model import ESPCN, ESPCNConfig, load_model  # noqa: E402
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_shapes_and_paper_cost(scale):
+    net = ESPCN(ESPCNConfig(scale=scale))
+    y = net(torch.zeros(2, 1, 11, 7))
+    assert y.shape == (2, 1, 11 * scale, 7 * scale)
+    n = sum(p.numel() for p in net.parameters())
+    # conv 5x5x1x64 + 3x3x64x32 + 3x3x32xr^2, with biases: the paper's shape and cost
+    assert n == (25 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 * scale**2 + scale**2)
+    assert net.cfg.radius == 4
+
+
+def test_pixelshuffle_equals_onnx_depthtospace_crd():
+    from onnx import TensorProto, helper
+
+    x = np.random.default_rng(1).random((1, 9, 4, 5), dtype=np.float32)
+    ref = torch.nn.PixelShuffle(3)(torch.from_numpy(x)).numpy()
+    node = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=3, mode="CRD")
+    g = helper.make_graph([node], "d2s", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ref.shape)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    out = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_y_convention_is_studio_swing():
+    rgb = np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)
+    np.testing.assert_allclose(rgb_to_y(rgb)[0] * 255, [16.0, 235.0], atol=1e-4)
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """Six small synthetic RGB images with edges and gradients."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    yy, xx = np.mgrid[0:72, 0:80]
+    for i in range(6):
+        base = 128 + 100 * np.sin(xx / (3 + i) + yy / (5 + i))
+        base[(xx // (8 + i) + yy // 9) % 2 == 0] *= 0.5
+        rgb = np.stack([base, base * 0.8, 255 - base], -1) + rng.normal(0, 3, (72, 80, 1))
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(d / f"im{i}.png")
+    return d
+
+
+def test_patches_are_aligned_pairs(image_dir):
+    pairs = load_pairs(image_dir, 2)
+    sampler = PatchSampler(pairs, 2, 16, augment=True, seed=3)
+    lr, hr = sampler.batch(8)
+    for a, b in zip(lr[:, 0], hr[:, 0]):
+        down = resize_float(b, 16, 16)
+        # away from the patch border, the LR patch is the downscaled HR patch (up to 8-bit rounding)
+        assert np.abs(down[3:-3, 3:-3] - a[3:-3, 3:-3]).max() < 1.5 / 255
+
+
+def _cfg(image_dir, tmp_path, **kw) -> TrainConfig:
+    base = dict(scale=2, data=(str(image_dir),), val=str(image_dir), out=str(tmp_path / "run"), steps=8,
+                batch=4, patch=12, warmup=2, eval_every=1000, ckpt_every=4, threads=1)
+    return TrainConfig.from_dict({**base, **kw})
+
+
+def test_training_reduces_loss(image_dir, tmp_path):
+    cfg = _cfg(image_dir, tmp_path, steps=120, ckpt_every=60, eval_every=120, lr=3e-3)
+    train_mod.train(cfg)
+    hist = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["history"]
+    losses = [v for _, v in hist["loss"]]
+    assert losses[-1] < 0.5 * losses[0]
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+
+def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch):
+    whole = train_mod.train(_cfg(image_dir, tmp_path / "a"))
+    calls = {"n": 0}
+
+    def crash_after_first_checkpoint(history, path):
+        calls["n"] += 1
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(train_mod, "plot", crash_after_first_checkpoint)
+    cfg_b = _cfg(image_dir, tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg_b)
+    assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)["step"] == 4
+    monkeypatch.undo()
+    resumed = train_mod.train(cfg_b, resume=True)
+    a = torch.load(whole, weights_only=False)
+    b = torch.load(resumed, weights_only=False)
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+
+
+def test_nan_loss_stops_without_saving(image_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "loss_fn", lambda kind, sr, hr: (sr - hr).mean() * float("nan"))
+    with pytest.raises(SystemExit, match="loss is nan"):
+        train_mod.train(_cfg(image_dir, tmp_path))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_export_parity_metadata_and_refusal(image_dir, tmp_path, monkeypatch):
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, scale=3, steps=4))
+    out = export_mod.export(str(ckpt), str(tmp_path / "m.onnx"), {"Set5": {"psnr": 1.0}})
+    model = onnx.load(out)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["scale"] == "3" and json.loads(meta["arch"])["kernels"] == [5, 3, 3]
+    assert meta["y_convention"] == "bt601-studio/255"
+    x = np.random.default_rng(0).random((1, 1, 21, 17), dtype=np.float32)
+    ref = load_model(str(ckpt))(torch.from_numpy(x)).detach().numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    monkeypatch.setattr(export_mod, "parity_error", lambda net, model: 1.0)
+    with pytest.raises(SystemExit, match="refusing"):
+        export_mod.export(str(ckpt), str(tmp_path / "bad.onnx"))
+    assert not (tmp_path / "bad.onnx").exists()

@@ -1,0 +1,120 @@
+"""`python -m trainer.export --ckpt runs/x2/last.pt --out vs_espcn/models/espcn_x2.onnx`: checkpoint -> ONNX.
+
+The graph is written node by node (Conv, activation, DepthToSpace CRD) so it keeps the contract of
+docs/DESIGN.md exactly: input `lr` [N,1,H,W], output `hr` [N,1,rH,rW], opset 17, dynamic N/H/W, and the
+model's scale/arch/training/metrics in `metadata_props`. Before writing, ONNX Runtime must reproduce the
+PyTorch output within 1e-5 on a random input; otherwise nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from .model import ESPCN, load_model
+
+OPSET = 17
+TOLERANCE = 1e-5
+
+
+def build_graph(net: ESPCN) -> onnx.ModelProto:
+    """ONNX model equal to `net`: Conv/activation layers, then DepthToSpace in CRD mode (== PixelShuffle)."""
+    nodes, inits, x = [], [], "lr"
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    acts = [m for m in net.body if not isinstance(m, torch.nn.Conv2d)]
+    for i, conv in enumerate(convs):
+        k, p = conv.kernel_size[0], conv.padding[0]
+        inits += [numpy_helper.from_array(conv.weight.detach().numpy(), f"conv{i}.weight"),
+                  numpy_helper.from_array(conv.bias.detach().numpy(), f"conv{i}.bias")]
+        nodes.append(helper.make_node("Conv", [x, f"conv{i}.weight", f"conv{i}.bias"], [f"conv{i}"],
+                                      kernel_shape=[k, k], pads=[p] * 4))
+        x = f"conv{i}"
+        if i < len(acts):
+            x = _activation(acts[i], i, x, nodes, inits)
+    nodes.append(helper.make_node("DepthToSpace", [x], ["hr"], blocksize=net.cfg.scale, mode="CRD"))
+    graph = helper.make_graph(
+        nodes, "espcn",
+        [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("hr", TensorProto.FLOAT, ["N", 1, "rH", "rW"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="vs-espcn trainer")
+    model.ir_version = 8
+    return model
+
+
+def _activation(act: torch.nn.Module, i: int, x: str, nodes: list, inits: list) -> str:
+    """Append the ONNX node for one hidden activation; returns its output name."""
+    out = f"act{i}"
+    if isinstance(act, torch.nn.PReLU):
+        slope = act.weight.detach().numpy().reshape(-1, 1, 1)
+        inits.append(numpy_helper.from_array(slope, f"act{i}.slope"))
+        nodes.append(helper.make_node("PRelu", [x, f"act{i}.slope"], [out]))
+    else:
+        op = {torch.nn.Tanh: "Tanh", torch.nn.ReLU: "Relu"}[type(act)]
+        nodes.append(helper.make_node(op, [x], [out]))
+    return out
+
+
+def parity_error(net: ESPCN, model: onnx.ModelProto, seed: int = 0) -> float:
+    """Max |torch - onnxruntime| on a random odd-sized batch."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(seed).random((2, 1, 37, 53), dtype=np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return float(np.abs(sess.run(None, {"lr": x})[0] - ref).max())
+
+
+def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = "") -> Path:
+    """Write the ONNX for a checkpoint after the parity check; returns the path."""
+    net = load_model(ckpt_path)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model = build_graph(net)
+    onnx.checker.check_model(model)
+    err = parity_error(net, model)
+    if not err <= TOLERANCE:
+        raise SystemExit(f"refusing to export: ONNX Runtime differs from PyTorch by {err:.3g} > {TOLERANCE}")
+    cfg = ckpt["config"]
+    meta = {
+        "scale": str(net.cfg.scale),
+        "arch": json.dumps(dataclasses.asdict(net.cfg)),
+        "y_convention": "bt601-studio/255",
+        "name": name or cfg.get("name", Path(out).stem),
+        "training": json.dumps({"data": cfg["data"], "steps": ckpt["step"], "config": cfg,
+                                "seconds": ckpt["history"].get("seconds")}),
+        "metrics": json.dumps(metrics or {}),
+    }
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(f".tmp{os.getpid()}")
+    onnx.save(model, tmp)
+    os.replace(tmp, out_path)
+    print(f"wrote {out_path} (parity {err:.2g})", file=sys.stderr)
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Export a training checkpoint to the plugin's ONNX format.")
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--name", default="")
+    ap.add_argument("--metrics", default="", help="JSON file of measured metrics to embed")
+    args = ap.parse_args(argv)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    export(args.ckpt, args.out, metrics, args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
