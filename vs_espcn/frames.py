@@ -44,9 +44,8 @@ class Codec:
         """Network values -> plane samples in `dst`; `out` is scratch and may be overwritten."""
         if self.integer:
             tmp = np.multiply(out, np.float32(self.divisor), out=out if out.flags.writeable else None)
-            np.rint(tmp, out=tmp)
             np.clip(tmp, 0, self.maxval, out=tmp)
-            np.copyto(dst, tmp, casting="unsafe")
+            np.rint(tmp, out=dst, casting="unsafe")  # round in float, store as the plane's int type
         else:
             np.copyto(dst, out, casting="same_kind")
 

@@ -31,7 +31,7 @@ def check_clip(clip: object) -> vs.VideoNode:
     if not isinstance(clip, vs.VideoNode):
         raise _error(f"clip must be a video clip, got {type(clip).__name__}", FORMATS_TEXT)
     fmt = clip.format
-    if fmt is None:
+    if fmt is None or fmt.color_family == vs.UNDEFINED:
         raise _error("variable-format clips are not supported", FORMATS_TEXT)
     if clip.width == 0 or clip.height == 0:
         raise _error("variable-size clips are not supported", "convert to a constant size first")

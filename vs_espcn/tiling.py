@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass
 
 # Automatic tiles: the biggest window fed at once (LR pixels). ESPCN keeps ~100 float32
-# activations per LR pixel (64 + 32 + r^2 channels), so 1 Mpx windows cost ~0.4 GB each.
-AUTO_PIXELS = 1 << 20
+# activations per LR pixel (64 + 32 + r^2 channels): a whole 1080p plane peaks at ~1 GiB RSS in
+# onnxruntime (measured), a whole 2160p plane at 3.9 GiB, so planes up to 1920x1088 run whole
+# and bigger ones in strips of about that many pixels.
+AUTO_PIXELS = 1920 * 1088
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""ONNX Runtime backend and backend selection."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnx
+import pytest
+import vapoursynth as vs
+
+from onnx_models import make_espcn_onnx
+from test_support import onnx_dir, random2, random3  # noqa: F401
+from vs_espcn import backends, models
+from vs_espcn.backends import ort as ort_backend
+
+
+def test_run_matches_onnxruntime_and_shares_session(random3):
+    import onnxruntime as ort
+
+    info = models.load(random3)
+    a = backends.create("ort", info, (20, 30), backends.OrtOptions(threads=1))
+    b = backends.create("ort", info, (20, 30), backends.OrtOptions(threads=1))
+    assert a._session is b._session  # one session per (model, options)
+    c = backends.create("ort", info, (20, 30), backends.OrtOptions(threads=2))
+    assert c._session is not a._session
+    lr = np.random.default_rng(0).random((20, 30), dtype=np.float32)
+    want = ort.InferenceSession(str(random3), providers=["CPUExecutionProvider"]).run(None, {"lr": lr[None, None]})
+    got = a.run(lr)
+    assert got.shape == (60, 90) and got.dtype == np.float32
+    assert np.array_equal(got, want[0][0, 0])
+
+
+def test_run_is_thread_safe(random2):
+    info = models.load(random2)
+    net = backends.create("ort", info, (33, 21))
+    inputs = [np.random.default_rng(i).random((33, 21), dtype=np.float32) for i in range(8)]
+    want = [net.run(x).copy() for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(net.run, inputs * 2))
+    for i, g in enumerate(got):
+        assert np.array_equal(g, want[i % 8])
+
+
+def test_invalid_graph_is_vs_error(tmp_path):
+    """A file with valid metadata whose graph onnxruntime rejects must give vs.Error, not crash."""
+    path = make_espcn_onnx(tmp_path / "m.onnx", 2, "random")
+    m = onnx.load(path)
+    m.graph.node[2].op_type = "NoSuchOp"
+    onnx.save(m, path)
+    with pytest.raises(vs.Error, match="espcn.Upscale: onnxruntime cannot load model"):
+        backends.create("ort", models.load(path), (8, 8))
+
+
+def test_unknown_kind(random2):
+    with pytest.raises(vs.Error, match="unknown backend"):
+        backends.create("cuda", models.load(random2), (8, 8))
+
+
+def test_options_are_frozen_keyword_only():
+    with pytest.raises(TypeError):
+        backends.TrtOptions(True)  # keyword-only
+    opts = backends.TrtOptions(fp16=False, workspace=512)
+    with pytest.raises(Exception):
+        opts.fp16 = True
+    assert backends._split(opts).trt is opts and backends._split(None).ort == backends.OrtOptions()
+
+
+def test_auto_warns_once_only_with_gpu(monkeypatch, caplog, random2):
+    info = models.load(random2)
+    monkeypatch.setattr(backends, "trt_status", lambda: (False, "no libnvinfer"))
+    monkeypatch.setattr(backends, "_warned", set())
+    monkeypatch.setattr(backends, "gpu_present", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="vs_espcn"):
+        assert isinstance(backends.create("auto", info, (8, 8)), ort_backend.OrtBackend)
+    assert not caplog.records
+    monkeypatch.setattr(backends, "gpu_present", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="vs_espcn"):
+        backends.create("auto", info, (8, 8))
+        backends.create("auto", info, (8, 8))
+    assert len(caplog.records) == 1 and "no libnvinfer" in caplog.records[0].getMessage()
+
+
+def test_auto_falls_back_when_trt_build_fails(monkeypatch, random2):
+    monkeypatch.setattr(backends, "trt_status", lambda: (True, ""))
+    monkeypatch.setattr(backends, "gpu_present", lambda: False)
+
+    def broken(*args):
+        raise RuntimeError("engine build failed")
+
+    monkeypatch.setattr(backends, "_create_trt", broken)
+    assert isinstance(backends.create("auto", models.load(random2), (8, 8)), ort_backend.OrtBackend)
+    with pytest.raises(RuntimeError):
+        backends.create("trt", models.load(random2), (8, 8))

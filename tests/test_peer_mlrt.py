@@ -1,0 +1,29 @@
+"""Peer check: our Y output equals vs-mlrt's `core.ort.Model` running the same ONNX (CPU)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+
+from test_support import noise_clip, onnx_dir, plane, random2, random3  # noqa: F401
+from vs_espcn import graph
+
+core = vs.core
+
+
+@pytest.fixture(scope="module")
+def mlrt():
+    if not hasattr(core, "ort"):
+        pytest.skip("vs-mlrt ORT plugin (vapoursynth-mlrt-ort) not installed")
+    return core.ort
+
+
+@pytest.mark.parametrize("size", [(67, 45), (128, 72)])
+def test_grays_equals_vs_mlrt(mlrt, size, random2, random3):
+    for model in (random2, random3):
+        clip = noise_clip(vs.GRAYS, *size, length=2, seed=size[0])
+        ours = graph.upscale(clip, model=str(model), backend="ort")
+        peer = mlrt.Model([clip], network_path=str(model), provider="CPU")
+        assert (ours.width, ours.height) == (peer.width, peer.height)
+        for n in range(2):
+            assert np.array_equal(plane(ours, n), plane(peer, n))

@@ -1,0 +1,86 @@
+"""Tile plan properties and tiled == untiled (zero-padded convs: the true border behaves as untiled)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+
+from test_support import noise_clip, onnx_dir, plane, random2, random3  # noqa: F401
+from vs_espcn import backends, frames, graph, models, tiling
+
+
+@pytest.mark.parametrize("length,tile,overlap", [
+    (1, 1, 0), (7, 3, 2), (100, 32, 4), (100, 100, 4), (101, 50, 4), (1080, 544, 4), (33, 8, 16),
+    (5, 64, 4), (2160, 544, 4)])
+def test_axis_plan_covers_once_with_context(length, tile, overlap):
+    window, spans = tiling.plan_axis(length, tile, overlap)
+    assert window == min(length, max(s.core1 - s.core0 for s in spans) + 2 * overlap)
+    assert len(spans) == -(-length // tile)
+    covered = np.zeros(length, int)
+    for s in spans:
+        assert 0 <= s.win and s.win + window <= length  # every window the same size, inside
+        assert s.core1 - s.core0 <= tile
+        covered[s.core0:s.core1] += 1
+        assert s.core0 - s.win >= min(overlap, s.core0)  # left context (or the true border)
+        assert s.win + window - s.core1 >= min(overlap, length - s.core1)  # right context
+    assert np.all(covered == 1)
+
+
+def test_axis_plan_rejects_nonsense():
+    for args in ((0, 4, 0), (10, 0, 0), (10, 4, -1)):
+        with pytest.raises(ValueError):
+            tiling.plan_axis(*args)
+
+
+def test_auto_tilesize_bounds_window_pixels():
+    assert tiling.auto_tilesize(1080, 1920) == (1080, 1920)  # whole 1080p plane
+    h, w = tiling.auto_tilesize(2160, 3840)
+    (wh, ww), tiles = tiling.plan(2160, 3840, h, w, 4)
+    assert wh * ww <= tiling.AUTO_PIXELS * 1.02 and len(tiles) >= 4
+    h, w = tiling.auto_tilesize(64, 100000)
+    assert h * w <= tiling.AUTO_PIXELS
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (17, 90)])
+@pytest.mark.parametrize("tile", [(8, 8), (16, 11), (5, 64), (20, 7)])
+def test_tiled_equals_untiled_frame_path(size, tile, random2):
+    """PlaneUpscaler with small tiles == one whole-plane run, within 1e-6 (float32)."""
+    info = models.load(random2)
+    net = backends.create("ort", info, size)
+    lr = np.random.default_rng(5).random(size, dtype=np.float32)
+    whole = net.run(lr).copy()
+    codec = frames.Codec(False, 1.0, 0)
+    up = frames.PlaneUpscaler(net, 2, size, tile, info.radius, codec)
+    out = np.full((size[0] * 2, size[1] * 2), np.nan, np.float32)
+    up.process(lr, out)
+    assert len(up.tiles) > 1
+    assert np.abs(out - whole).max() <= 1e-6
+
+
+def test_too_small_overlap_is_raised_to_radius(random3):
+    """overlap below the receptive radius is raised to it ("never less"), so tiles stay exact."""
+    clip = noise_clip(vs.GRAYS, 45, 38, length=1)
+    whole = plane(graph.upscale(clip, model=str(random3), backend="ort"))
+    tiled = plane(graph.upscale(clip, model=str(random3), backend="ort", tilesize=[9, 7], overlap=0))
+    assert np.abs(whole - tiled).max() <= 1e-6
+
+
+def test_overlap_smaller_than_radius_would_differ(random2):
+    """Guard that the exactness above is earned: 0 context visibly changes the output."""
+    info = models.load(random2)
+    net = backends.create("ort", info, (40, 40))
+    lr = np.random.default_rng(6).random((40, 40), dtype=np.float32)
+    out = np.empty((80, 80), np.float32)
+    frames.PlaneUpscaler(net, 2, (40, 40), (10, 10), 0, frames.Codec(False, 1.0, 0)).process(lr, out)
+    assert np.abs(out - net.run(lr)).max() > 1e-3
+
+
+@pytest.mark.parametrize("fmt", [vs.YUV420P8, vs.GRAY16, vs.GRAYH])
+def test_tiled_graph_equals_untiled(fmt, random2):
+    """Through the graph with explicit [w, h] tiles: int planes may differ only at exact .5 ties."""
+    clip = noise_clip(vs.core.get_video_format(fmt), 52, 38, length=1, seed=9)
+    a = plane(graph.upscale(clip, model=str(random2), backend="ort"))
+    b = plane(graph.upscale(clip, model=str(random2), backend="ort", tilesize=[16, 12]))
+    diff = np.abs(a.astype(np.float64) - b)
+    assert diff.max() <= (1 if a.dtype.kind == "u" else 1e-3)
+    assert np.mean(diff > 0) < 1e-3
