@@ -74,8 +74,11 @@ def score(pairs: list[Pair], up: Upscaler, scale: int) -> list[tuple[float, floa
     return out
 
 
-def evaluate(model: str | None, data: str, scale: int | None, znedi3: bool = False) -> dict:
-    """{method: {image: (psnr, ssim)}, ...} including a "mean" row per method."""
+def evaluate(model: str | None, data: str | list[Path], scale: int | None, znedi3: bool = False) -> dict:
+    """{method: {image: (psnr, ssim)}, ...} including a "mean" row per method.
+
+    `data` is a folder or an explicit list of image paths (e.g. a training run's hold-out split).
+    """
     methods: dict[str, Upscaler] = {}
     if model:
         up, mscale = model_upscaler(model)
@@ -86,7 +89,7 @@ def evaluate(model: str | None, data: str, scale: int | None, znedi3: bool = Fal
     scale = scale or 2
     methods = {"bicubic": kernel_upscaler("bicubic", scale), "lanczos": kernel_upscaler("lanczos", scale),
                **({"znedi3": znedi3_upscaler()} if znedi3 and scale == 2 else {}), **methods}
-    pairs = load_pairs(data, scale)
+    pairs = load_pairs("", scale, data) if isinstance(data, list) else load_pairs(data, scale)
     table: dict = {}
     for name, up in methods.items():
         rows = dict(zip((p.name for p in pairs), score(pairs, up, scale)))

@@ -1,0 +1,46 @@
+"""The model card, rendered from the metadata inside the shipped ONNX files (one source of truth)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+
+HEADER = """# vs-espcn model card
+
+Every number below is read from the `metadata_props` of the ONNX file it describes; they were measured by
+`python -m trainer.release` (the protocol of `trainer/eval.py`: HR mod-cropped, LR = antialiased bicubic
+a=-0.5 downscale of the 8-bit RGB rounded to 8 bits, Y = BT.601 studio-swing luma, PSNR on 8-bit Y after
+cropping `scale` pixels per border, SSIM of Wang et al. 2004). `tests/test_shipped_models.py` re-measures
+them and fails if a file drifts by more than 0.02 dB.
+
+Architecture (all files): ESPCN (Shi et al. 2016) conv 5x5/64 - tanh - conv 3x3/32 - tanh - conv 3x3/r^2 -
+PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studio-swing convention.
+"""
+
+
+def describe(path: Path) -> str:
+    """One section per ONNX file: data, command, steps, time, measured table."""
+    meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    training, metrics = json.loads(meta["training"]), json.loads(meta["metrics"])
+    cfg = training["config"]
+    seconds = training.get("seconds")
+    hours = f"{seconds / 3600:.2f} h" if seconds else "see note"
+    lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", "",
+             f"- data: {', '.join(cfg['data'])}" + (f" minus a seeded hold-out of {cfg['holdout']} images"
+                                                   if cfg.get("holdout") else ""),
+             f"- command: `python -m trainer.train --preset {cfg['out'].split('/')[-1]}` "
+             f"({cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches, Adam "
+             f"{cfg['lr']}->{cfg['lr_min']} cosine, flips/rotations: {cfg['augment']})",
+             f"- steps: {training['steps']}; training time on 2 shared CPU cores: {hours}", "",
+             "| set | method | Y-PSNR (dB) | SSIM |", "|---|---|---|---|"]
+    for set_name, rows in metrics.items():
+        for method, (p, s) in rows.items():
+            lines.append(f"| {set_name} | {method} | {p:.2f} | {s:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(models_dir: Path, out: Path) -> None:
+    """Rewrite the card from every `*.onnx` in `models_dir`."""
+    parts = [HEADER] + [describe(p) for p in sorted(models_dir.glob("*.onnx"))]
+    out.write_text("\n".join(parts))

@@ -1,0 +1,55 @@
+"""`python -m trainer.release --ckpt runs/x2/last.pt --out vs_espcn/models/espcn_x2.onnx`: measure, then export.
+
+Evaluates the checkpoint by the standard protocol on Set5 and Set14 (natural models) or on the run's
+hold-out split (`holdout` > 0, the line-art model), with bicubic, Lanczos and znedi3 (x2) baselines in the
+same run, embeds the means in the ONNX `metrics` metadata, exports, and rewrites the model card from the
+metadata of every shipped ONNX. The card and the regression test therefore read the same numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .card import write_card
+from .config import TrainConfig
+from .eval import evaluate, format_table
+from .export import export
+from .train import split_data
+
+EVAL = Path("../shared/data/eval")
+
+
+def eval_sets(cfg: TrainConfig) -> dict[str, str | list[Path]]:
+    """Which sets a model is measured on: the hold-out split if the run kept one, else Set5 and Set14."""
+    if cfg.holdout > 0:
+        return {"holdout": split_data(cfg)[1]}
+    return {"Set5": str(EVAL / "Set5"), "Set14": str(EVAL / "Set14")}
+
+
+def measure(ckpt: str, cfg: TrainConfig) -> dict:
+    """{set: {method: [mean PSNR, mean SSIM]}} for the checkpoint and the baselines."""
+    metrics = {}
+    for name, data in eval_sets(cfg).items():
+        table = evaluate(ckpt, data, cfg.scale, znedi3=cfg.scale == 2)
+        print(f"== {name}\n{format_table(table)}", file=sys.stderr)
+        metrics[name] = {m: [round(v, 4) for v in rows["mean"]] for m, rows in table.items()}
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Measure a checkpoint and export it with its numbers.")
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--card", default="vs_espcn/models/MODEL_CARD.md")
+    args = ap.parse_args(argv)
+    cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["config"])
+    export(args.ckpt, args.out, measure(args.ckpt, cfg))
+    write_card(Path(args.out).parent, Path(args.card))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
