@@ -1,0 +1,142 @@
+"""`python -m vs_espcn bench`: frames/s of espcn.Upscale next to vs-mlrt ORT and resize.Lanczos.
+
+Every pipeline runs in this process on the same clip and the same ONNX, in alternating rounds
+(best round wins, so a noisy shared machine hurts all rows alike):
+  * `espcn YUV`   - our Upscale on YUV420P8 (the product: network Y + Spline36 chroma + props)
+  * `mlrt YUV`    - the same job built from vs-mlrt: Y -> GRAYS -> core.ort.Model -> 8 bit, chroma resized
+  * `espcn GRAYS` / `mlrt GRAYS` - the network alone on a float Y clip
+  * `lanczos`     - resize.Lanczos of the YUV420P8 clip (the cheap baseline)
+The table goes to stdout (this is a CLI, not a VapourSynth script).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SIZES = ((1920, 1080), (720, 480))
+
+
+def build_random_espcn(path: Path, scale: int = 2, seed: int = 0) -> Path:
+    """Write a random-weights ESPCN (5x5/64 tanh, 3x3/32 tanh, 3x3/r^2, DepthToSpace) keeping
+    the ONNX contract; used when no trained model is installed."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    shapes = [(64, 1, 5, 5), (32, 64, 3, 3), (scale * scale, 32, 3, 3)]
+    inits, nodes, prev = [], [], "lr"
+    for i, s in enumerate(shapes):
+        w = rng.normal(0, (s[1] * s[2] * s[3]) ** -0.5, s).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(s[0], np.float32), f"b{i}")]
+        pad = s[2] // 2
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"],
+                                      kernel_shape=[s[2], s[3]], pads=[pad] * 4))
+        prev = f"c{i}"
+        if i < 2:
+            nodes.append(helper.make_node("Tanh", [prev], [f"a{i}"]))
+            prev = f"a{i}"
+    nodes.append(helper.make_node("DepthToSpace", [prev], ["hr"], blocksize=scale, mode="CRD"))
+    graph = helper.make_graph(nodes, "espcn", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+                              [helper.make_tensor_value_info("hr", TensorProto.FLOAT, ["N", 1, "HR", "WR"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in {"scale": str(scale), "name": f"random-x{scale}", "y_convention": "bt601-studio/255"}.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    return path
+
+
+def default_model(tmp: Path) -> Path:
+    """The shipped x2 model when installed, else a random-weights ESPCN built in `tmp`."""
+    from vs_espcn.models import shipped_path
+
+    shipped = shipped_path("natural", 2)
+    return shipped if shipped.is_file() else build_random_espcn(tmp / "random_x2.onnx")
+
+
+def pipelines(model: Path, width: int, height: int, length: int, backend: str, threads: int
+              ) -> dict[str, "object"]:
+    """name -> VideoNode for every row of the table (rows whose plugin is missing are left out)."""
+    import vapoursynth as vs
+
+    from vs_espcn.graph import upscale
+    from vs_espcn.models import load
+
+    core, r = vs.core, load(model).scale
+    yuv = core.std.BlankClip(format=vs.YUV420P8, width=width, height=height, length=length,
+                             color=[120, 110, 140])
+    grays = core.std.BlankClip(format=vs.GRAYS, width=width, height=height, length=length, color=[0.45])
+    rows = {"espcn YUV": upscale(yuv, model=str(model), backend=backend, threads=threads),
+            "espcn GRAYS": upscale(grays, model=str(model), backend=backend, threads=threads)}
+    if hasattr(core, "ort"):
+        y = core.std.Expr(core.std.ShufflePlanes(yuv, 0, vs.GRAY), "x 255 /", format=vs.GRAYS)
+        net = core.ort.Model([y], network_path=str(model), provider="CPU")
+        y8 = core.std.Expr(net, "x 255 *", format=vs.GRAY8)
+        chroma = core.resize.Spline36(yuv, width * r, height * r)
+        rows["mlrt YUV"] = core.std.ShufflePlanes([y8, chroma], [0, 1, 2], vs.YUV)
+        rows["mlrt GRAYS"] = core.ort.Model([grays], network_path=str(model), provider="CPU")
+    rows["lanczos"] = core.resize.Lanczos(yuv, width * r, height * r)
+    return rows
+
+
+def fps(clip, first: int, count: int) -> float:
+    """Frames/s pulling frames [first, first+count) (uncached) with VapourSynth's threads."""
+    start = time.perf_counter()
+    for _ in clip[first:first + count].frames():
+        pass
+    return count / (time.perf_counter() - start)
+
+
+def measure(rows: dict, frames: int, rounds: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Best-of-`rounds` fps per row; rows alternate inside each round; frame 0 warms up."""
+    for clip in rows.values():
+        clip.get_frame(0)
+    best = dict.fromkeys(rows, 0.0)
+    for r in range(rounds):
+        for name, clip in rows.items():
+            best[name] = max(best[name], fps(clip, 1 + r * frames, frames))
+            log(f"  round {r + 1} {name:12s} {best[name]:8.2f} fps")
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run every size and print the table with the ours/vs-mlrt ratios."""
+    ap = argparse.ArgumentParser(prog="python -m vs_espcn bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=6, help="frames per round (default 6)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds, best kept (default 2)")
+    ap.add_argument("--model", default="", help="ONNX path (default: shipped x2, else random weights)")
+    ap.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
+    ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = ORT default, as vs-mlrt)")
+    ap.add_argument("--sizes", default="1920x1080,720x480", help="comma-separated WxH list")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no per-round progress")
+    args = ap.parse_args(argv)
+    import sys
+
+    import vapoursynth as vs
+
+    progress = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(args.model) if args.model else default_model(Path(tmp))
+        print(f"model {model}  backend {args.backend}  threads {args.threads or 'ORT default'}  "
+              f"vs threads {vs.core.num_threads}  frames {args.frames} x {args.rounds} rounds (best)")
+        for size in args.sizes.split(","):
+            w, h = (int(v) for v in size.lower().split("x"))
+            rows = pipelines(model, w, h, 1 + args.frames * args.rounds, args.backend, args.threads)
+            progress(f"{w}x{h}")
+            best = measure(rows, args.frames, args.rounds, progress)
+            print(f"\n{w}x{h} (x{next(iter(rows.values())).width // w})")
+            print(f"  {'pipeline':14s} {'fps':>8s}")
+            for name, value in best.items():
+                print(f"  {name:14s} {value:8.2f}")
+            for kind in ("YUV", "GRAYS"):
+                if f"mlrt {kind}" in best:
+                    print(f"  ratio espcn/mlrt {kind:5s} {best[f'espcn {kind}'] / best[f'mlrt {kind}']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
