@@ -333,3 +333,16 @@ def test_build_failure_is_a_clear_error(fake_backend_env, monkeypatch):
     monkeypatch.setattr(trt_build, "build_serialized", fail)
     with pytest.raises(vs.Error, match=r'engine build failed: .*FancyOp; use backend="ort"'):
         trt_mod.TrtBackend(fake_backend_env["model"], fake_backend_env["shape"], fake_backend_env["options"])
+
+
+def test_backend_frees_cuda_buffers_on_close_and_collection(fake_backend_env):
+    import gc
+
+    env = fake_backend_env
+    backend = trt_mod.TrtBackend(env["model"], env["shape"], env["options"])
+    assert env["cuda"].bufs
+    backend.close()
+    assert env["cuda"].bufs == {} and env["cuda"].streams == {}
+    trt_mod.TrtBackend(env["model"], env["shape"], env["options"]).run(tile(env["shape"]))
+    gc.collect()
+    assert env["cuda"].bufs == {}

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import threading
+import weakref
 from pathlib import Path
 from types import ModuleType
 
@@ -129,6 +130,7 @@ class TrtBackend:
         self._saved = threading.Event()
         self._engine = self._load(trt, model, options, gpu)
         self._pool = self._make_pool(trt, options, device)
+        self._finalizer = weakref.finalize(self, _close_slots, list(self._pool.slots))
 
     def _load(self, trt: ModuleType, model, options, gpu: GpuInfo) -> _Engine:
         from .trt_build import BuildError
@@ -217,6 +219,11 @@ class TrtBackend:
         return out
 
     def close(self) -> None:
-        """Free GPU buffers and streams."""
-        for slot in self._pool.slots:
-            slot.close()
+        """Free GPU buffers and streams now (otherwise done when the backend is collected)."""
+        self._finalizer()
+
+
+def _close_slots(slots: list) -> None:
+    """Release every slot's CUDA resources (also runs when a backend is garbage-collected)."""
+    for slot in slots:
+        slot.close()
