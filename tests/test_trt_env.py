@@ -35,13 +35,36 @@ def test_gpu_too_old(monkeypatch):
 
 def test_tensorrt_missing(monkeypatch):
     monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "RTX", (8, 6)), ""))
+    monkeypatch.setattr(trt_env, "cuda_python_available", lambda: (True, ""))
     monkeypatch.setenv(trt_env.MODULE_ENV, "no_such_tensorrt_module")
     ok, why = trt_env.trt_available()
     assert not ok and why.startswith("tensorrt not installed") and "pip install" in why
 
 
+def test_cuda_python_missing(monkeypatch):
+    monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "RTX", (8, 6)), ""))
+    monkeypatch.setattr(trt_env.importlib.util, "find_spec", lambda name: None)
+    ok, why = trt_env.trt_available()
+    assert not ok and why.startswith("cuda-python not installed")
+
+
+def test_real_cuda_api_reports_errors_by_name():
+    """Without a usable GPU the real cuda-python wrapper raises CudaError naming the call."""
+    from vs_espcn.backends.trt_run import CudaApi, CudaError
+
+    if trt_env.probe_gpu(0)[0] is not None:
+        pytest.skip("a CUDA device is present: calls succeed")
+    try:
+        api = CudaApi()
+    except ImportError as e:
+        pytest.skip(f"cuda-python not installed: {e}")
+    with pytest.raises(CudaError, match=r"^cudaMalloc failed: .+ \(\d+\)$"):
+        api.malloc(1024)
+
+
 def test_available_when_gpu_and_module(monkeypatch):
     monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "RTX", (8, 6)), ""))
+    monkeypatch.setattr(trt_env, "cuda_python_available", lambda: (True, ""))
     monkeypatch.setenv(trt_env.MODULE_ENV, "json")  # any importable module stands in for tensorrt
     assert trt_env.trt_available() == (True, "")
 

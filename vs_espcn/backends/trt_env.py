@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from types import ModuleType
 TRT_MODULES = ("tensorrt", "tensorrt_rtx")
 MODULE_ENV = "VS_ESPCN_TRT_MODULE"
 MIN_COMPUTE_CAPABILITY = (7, 5)  # Turing: the oldest GPU TensorRT 10.x/11.x and TensorRT-RTX support
-INSTALL_HINT = "pip install vs-espcn[trt] (tensorrt) or tensorrt-rtx"
+INSTALL_HINT = "pip install vs-espcn[trt] (TensorRT) or vs-espcn[trt-rtx] (TensorRT for RTX)"
 _CU_ATTR_CC_MAJOR, _CU_ATTR_CC_MINOR = 75, 76
 
 
@@ -95,6 +96,17 @@ def package_of(trt: ModuleType) -> tuple[str, str]:
     return trt.__name__.split(".")[0], str(getattr(trt, "__version__", "unknown"))
 
 
+def cuda_python_available() -> tuple[bool, str]:
+    """(True, "") when NVIDIA's cuda-python runtime bindings are installed (not imported here)."""
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True, ""
+        except (ImportError, ValueError):
+            continue
+    return False, f"cuda-python not installed (needed for CUDA streams and buffers): {INSTALL_HINT}"
+
+
 def trt_available(device_id: int = 0) -> tuple[bool, str]:
     """True when CUDA device `device_id` is usable and new enough and a TensorRT runtime imports;
     else False and the reason. Cheap (cached) and never raises."""
@@ -105,6 +117,9 @@ def trt_available(device_id: int = 0) -> tuple[bool, str]:
         if gpu.compute_capability < MIN_COMPUTE_CAPABILITY:
             return False, (f"GPU too old: {gpu.name} has compute capability {gpu.cc_label}, TensorRT needs "
                            f">= {MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}")
+        ok, why = cuda_python_available()
+        if not ok:
+            return False, why
         trt, why = import_trt()
         if trt is None:
             return False, why

@@ -50,8 +50,11 @@ class CudaApi:
     def __init__(self) -> None:
         try:
             from cuda.bindings import runtime as rt
-        except ImportError:  # cuda-python < 12.6 layout
-            from cuda import cudart as rt  # type: ignore[no-redef]
+        except ImportError:
+            try:  # cuda-python < 12.6 layout
+                from cuda import cudart as rt  # type: ignore[no-redef]
+            except ImportError as e:
+                raise ImportError(f"cuda-python not installed ({e}): pip install cuda-python") from e
         self.rt = rt
 
     def _ok(self, name: str, result):
