@@ -38,3 +38,21 @@ def require_builder():
     if trt is None:
         pytest.skip(f"TensorRT builder unavailable: {why}")
     return trt
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_skip_reason() -> str:
+    """"" when the GPU tests (tests/gpu/) can run: `nvidia-smi` lists a GPU and the TensorRT
+    backend reports itself usable; else why not."""
+    import subprocess
+
+    try:
+        res = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"nvidia-smi does not work here ({e}): no NVIDIA GPU"
+    if res.returncode != 0 or "GPU" not in res.stdout:
+        return f"nvidia-smi found no GPU (rc={res.returncode}): {res.stderr.strip()[:200]}"
+    from vs_espcn.backends.trt import trt_available
+
+    ok, why = trt_available()
+    return "" if ok else f"TensorRT backend unavailable: {why}"

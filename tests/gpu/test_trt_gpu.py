@@ -1,4 +1,4 @@
-"""TensorRT on a real NVIDIA GPU (skipped elsewhere by tests/gpu/conftest.py).
+"""TensorRT on a real NVIDIA GPU (skipped, with the reason, where `nvidia-smi` or TensorRT does not work).
 
 Bound: TensorRT output (fp16 by default) vs the fp32 ONNX Runtime output of the same model, Y-PSNR
 >= 50 dB, for every shipped scale (plus factory models for scales not shipped yet) and several
@@ -16,9 +16,10 @@ import pytest
 import vapoursynth as vs
 
 from tests.onnx_models import make_espcn_onnx
-from tests.trt_helpers import shipped_models
+from tests.trt_helpers import gpu_skip_reason, shipped_models
 from vs_espcn import graph
 
+pytestmark = pytest.mark.skipif(bool(gpu_skip_reason()), reason=gpu_skip_reason() or "GPU present")
 core = vs.core
 FORMATS = [vs.YUV420P8, vs.YUV420P10, vs.YUV444P16, vs.GRAY8, vs.GRAYS, vs.YUV420PH]
 
