@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import vapoursynth as vs
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 PLUGIN_FILES = ("vapoursynth/plugins/vs_espcn/libvsespcn.so", "vapoursynth/plugins/vs_espcn/manifest.vs")
 MANIFEST = "[VapourSynth Manifest V1]\nlibvsespcn\n"

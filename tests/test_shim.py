@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import vapoursynth as vs
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 import vs_espcn._entry as entry
 
