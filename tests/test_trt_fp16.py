@@ -68,3 +68,15 @@ def test_nearest_model_stays_exact_on_fp16_grid(tmp_path, scale):
     x = (np.arange(7 * 9, dtype=np.float32).reshape(1, 1, 7, 9) / 64.0).astype(np.float32)
     out = _run(convert_bytes_fp16(path.read_bytes()), x)
     np.testing.assert_array_equal(out[0, 0], np.repeat(np.repeat(x[0, 0], scale, 0), scale, 1))
+
+
+@pytest.mark.parametrize("activation", ["prelu", "tanh"])
+def test_fp16_conversion_of_trainer_exported_graph(activation):
+    """The trainer's exporter (PReLU slopes are initializers too) converts and stays within bound."""
+    pytest.importorskip("torch")
+    from trainer.export import build_graph
+    from trainer.model import ESPCN, ESPCNConfig
+
+    fp32 = build_graph(ESPCN(ESPCNConfig(scale=3, activation=activation)).eval()).SerializeToString()
+    x = np.random.default_rng(2).uniform(16 / 255, 235 / 255, (1, 1, 29, 31)).astype(np.float32)
+    assert _psnr(_run(fp32, x), _run(convert_bytes_fp16(fp32), x)) >= 50.0
