@@ -85,3 +85,13 @@ def test_int_output_is_clamped(onnx_dir):
     onnx.save(m, path)
     clip = core.std.BlankClip(format=vs.GRAY10, width=6, height=4, color=[600])
     assert np.all(plane(graph.upscale(clip, model=str(path), backend="ort")) == 1023)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (9, 1), (3, 2)])
+def test_tiny_planes(size, random2, nearest2):
+    """Planes smaller than the receptive field still work (whole plane, zero padding)."""
+    clip = noise_clip(vs.core.get_video_format(vs.GRAY16), *size, length=1, seed=sum(size))
+    out = graph.upscale(clip, model=str(random2), backend="ort")
+    assert np.array_equal(plane(out), reference_y_int(random2, plane(clip), 16))
+    tiled = graph.upscale(clip, model=str(nearest2), backend="ort", tilesize=[1, 1])
+    assert np.array_equal(plane(tiled), plane(core.resize.Point(clip, 2 * size[0], 2 * size[1])))

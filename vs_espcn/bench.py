@@ -83,23 +83,26 @@ def pipelines(model: Path, width: int, height: int, length: int, backend: str, t
     return rows
 
 
-def fps(clip, first: int, count: int) -> float:
-    """Frames/s pulling frames [first, first+count) (uncached) with VapourSynth's threads."""
-    start = time.perf_counter()
+def fps(clip, first: int, count: int) -> tuple[float, float]:
+    """(frames/s, process CPU ms/frame) pulling frames [first, first+count) (uncached) with
+    VapourSynth's threads. CPU time is the steadier figure on a machine shared with other jobs."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in clip[first:first + count].frames():
         pass
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) * 1000 / count
 
 
-def measure(rows: dict, frames: int, rounds: int, log: Callable[[str], None]) -> dict[str, float]:
-    """Best-of-`rounds` fps per row; rows alternate inside each round; frame 0 warms up."""
+def measure(rows: dict, frames: int, rounds: int, log: Callable[[str], None]
+            ) -> dict[str, tuple[float, float]]:
+    """Best-of-`rounds` (fps, cpu ms/frame) per row; rows alternate inside each round."""
     for clip in rows.values():
         clip.get_frame(0)
-    best = dict.fromkeys(rows, 0.0)
+    best = dict.fromkeys(rows, (0.0, float("inf")))
     for r in range(rounds):
         for name, clip in rows.items():
-            best[name] = max(best[name], fps(clip, 1 + r * frames, frames))
-            log(f"  round {r + 1} {name:12s} {best[name]:8.2f} fps")
+            f, c = fps(clip, 1 + r * frames, frames)
+            best[name] = (max(best[name][0], f), min(best[name][1], c))
+            log(f"  round {r + 1} {name:12s} {f:8.2f} fps {c:9.1f} cpu ms/frame")
     return best
 
 
@@ -129,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"{w}x{h}")
             best = measure(rows, args.frames, args.rounds, progress)
             print(f"\n{w}x{h} (x{next(iter(rows.values())).width // w})")
-            print(f"  {'pipeline':14s} {'fps':>8s}")
-            for name, value in best.items():
-                print(f"  {name:14s} {value:8.2f}")
+            print(f"  {'pipeline':14s} {'fps':>8s} {'cpu ms/frame':>13s}")
+            for name, (f, c) in best.items():
+                print(f"  {name:14s} {f:8.2f} {c:13.1f}")
             for kind in ("YUV", "GRAYS"):
                 if f"mlrt {kind}" in best:
-                    print(f"  ratio espcn/mlrt {kind:5s} {best[f'espcn {kind}'] / best[f'mlrt {kind}']:.3f}")
+                    (f1, c1), (f2, c2) = best[f"espcn {kind}"], best[f"mlrt {kind}"]
+                    print(f"  espcn/mlrt {kind:5s}  fps ratio {f1 / f2:.3f}  cpu-time ratio {c2 / c1:.3f}"
+                          " (>1 = espcn faster)")
     return 0
 
 
