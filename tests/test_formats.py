@@ -72,10 +72,10 @@ def test_limited_range_8bit_reaches_network_as_trained(nearest2):
 
 def test_int_output_is_clamped(onnx_dir):
     """A network whose output exceeds [0, 1] is clamped to the plane's code range."""
-    from onnx_models import make_espcn_onnx
-
     import onnx
     from onnx import numpy_helper
+
+    from onnx_models import make_espcn_onnx
 
     path = make_espcn_onnx(onnx_dir / "gain.onnx", 2, "nearest", activation="relu")
     m = onnx.load(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+import numpy as np
 import onnx
 import pytest
 import vapoursynth as vs
@@ -38,7 +39,7 @@ def _conv_model(path, kernels, dilations=None, with_kernel_shape=True):
     """A chain of single-channel Convs with the given kernel sizes and a scale=2 metadata."""
     nodes, inits, prev = [], [], "lr"
     for i, k in enumerate(kernels):
-        inits.append(numpy_helper.from_array(__import__("numpy").zeros((1, 1, k, k), "float32"), f"w{i}"))
+        inits.append(numpy_helper.from_array(np.zeros((1, 1, k, k), np.float32), f"w{i}"))
         attrs = {"kernel_shape": [k, k]} if with_kernel_shape else {}
         if dilations:
             attrs["dilations"] = [dilations[i]] * 2
