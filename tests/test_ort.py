@@ -92,3 +92,25 @@ def test_auto_falls_back_when_trt_build_fails(monkeypatch, random2):
     assert isinstance(backends.create("auto", models.load(random2), (8, 8)), ort_backend.OrtBackend)
     with pytest.raises(RuntimeError):
         backends.create("trt", models.load(random2), (8, 8))
+
+
+def test_run_into_writes_the_same_as_run(random3):
+    """The zero-copy path (ORT writes into the output plane) gives run()'s exact result."""
+    net = backends.create("ort", models.load(random3), (16, 24))
+    lr = np.random.default_rng(4).random((16, 24), dtype=np.float32)
+    out = np.full((48, 72), np.nan, np.float32)
+    net.run_into(lr, out)
+    assert np.array_equal(out, net.run(lr))
+
+
+def test_float_frame_path_uses_zero_copy(monkeypatch, random2):
+    """A GRAYS clip whose output plane is contiguous goes through run_into (and stays exact)."""
+    from test_support import noise_clip, plane, reference_y
+    from vs_espcn import graph
+
+    calls = []
+    orig = ort_backend.OrtBackend.run_into
+    monkeypatch.setattr(ort_backend.OrtBackend, "run_into", lambda self, a, b: calls.append(1) or orig(self, a, b))
+    clip = noise_clip(vs.GRAYS, 64, 20, length=1)
+    out = plane(graph.upscale(clip, model=str(random2), backend="ort"))
+    assert calls and np.array_equal(out, reference_y(random2, plane(clip)))

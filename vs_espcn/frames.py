@@ -58,12 +58,20 @@ class PlaneUpscaler:
         self.backend, self.scale, self.codec = backend, scale, codec
         self.window, self.tiles = tiling.plan(size[0], size[1], tile[0], tile[1], overlap)
 
+    def _direct(self, dst: np.ndarray) -> bool:
+        """Can the backend write the whole output straight into `dst` (a float32 frame plane)?"""
+        return (not self.codec.integer and dst.dtype == np.float32 and dst.flags.c_contiguous
+                and dst.flags.writeable and hasattr(self.backend, "run_into"))
+
     def process(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Upscale `src` (H, W) into `dst` (H*r, W*r); both may be strided frame views."""
         lr = self.codec.decode(src)
         r = self.scale
         wh, ww = self.window
         single = len(self.tiles) == 1
+        if single and self._direct(dst):
+            self.backend.run_into(np.ascontiguousarray(lr), dst)  # float32 plane: no copy at all
+            return
         for t in self.tiles:
             win = lr if single else np.ascontiguousarray(lr[t.y.win:t.y.win + wh, t.x.win:t.x.win + ww])
             hr = self.backend.run(win)
