@@ -41,7 +41,9 @@ $(PY):
 
 # Non-editable install (an editable one does not put the shim in VapourSynth's plugin folder),
 # then `vapoursynth config` so vspipe finds this Python.
+# build/ is dropped first so a deleted module cannot linger in the wheel.
 $(VENV)/.installed: $(PY) $(SOURCES)
+	rm -rf build
 	$(PY) -m pip install --quiet ".[dev]"
 	$(VENV)/bin/vapoursynth config >&2
 	@touch $@
