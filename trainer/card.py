@@ -44,3 +44,28 @@ def write_card(models_dir: Path, out: Path) -> None:
     """Rewrite the card from every `*.onnx` in `models_dir`."""
     parts = [HEADER] + [describe(p) for p in sorted(models_dir.glob("*.onnx"))]
     out.write_text("\n".join(parts))
+
+
+def summary_rows(models_dir: Path) -> str:
+    """Markdown rows (file, model=, ESPCN / bicubic / Lanczos / znedi3 Y-PSNR per set) for the README."""
+    rows = []
+    for path in sorted(models_dir.glob("*.onnx")):
+        meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        metrics = json.loads(meta["metrics"])
+        arg = '"anime"' if "anime" in path.stem else f'"" (scale={meta["scale"]})'
+
+        def col(method: str) -> str:
+            vals = [rows_[method][0] for rows_ in metrics.values() if method in rows_]
+            return " / ".join(f"{v:.2f}" for v in vals) if vals else "–"
+
+        sets = " / ".join(metrics)
+        rows.append(f"| `{path.name}` | `{arg}` | {sets} | **{col('espcn')}** | {col('bicubic')} | "
+                    f"{col('lanczos')} | {col('znedi3')} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "vs_espcn/models")
+    print(summary_rows(folder))
