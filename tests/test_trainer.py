@@ -131,3 +131,24 @@ def test_export_parity_metadata_and_refusal(image_dir, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="refusing"):
         export_mod.export(str(ckpt), str(tmp_path / "bad.onnx"))
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_cli_overrides_preset_with_types():
+    cfg, resume = TrainConfig.from_args(["--preset", "x3", "--steps", "12", "--lr", "2e-3", "--augment", "false",
+                                         "--data", "a", "b", "--resume"])
+    assert (cfg.scale, cfg.steps, cfg.lr, cfg.augment, cfg.data, resume) == (3, 12, 2e-3, False, ("a", "b"), True)
+    assert cfg.channels == (64, 32)
+
+
+def test_eval_table_and_crops(image_dir, tmp_path):
+    from trainer.eval import evaluate, write_crops
+
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4))
+    onnx_path = export_mod.export(str(ckpt), str(tmp_path / "m.onnx"))
+    by_ckpt = evaluate(str(ckpt), str(image_dir), 2)
+    by_onnx = evaluate(str(onnx_path), str(image_dir), 2)
+    assert set(by_ckpt) == {"bicubic", "lanczos", "espcn"} and "mean" in by_ckpt["espcn"]
+    assert abs(by_ckpt["espcn"]["mean"][0] - by_onnx["espcn"]["mean"][0]) < 1e-3
+    crops = write_crops(str(onnx_path), str(image_dir), str(tmp_path / "crops"), size=32)
+    assert len(crops) == 6
+    assert Image.open(crops[0]).size == ((3 * 32 + 8) * 2, 32 * 2)
