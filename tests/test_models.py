@@ -17,7 +17,7 @@ from vs_espcn import models
 
 def test_modelinfo_from_path(random3):
     info = models.resolve(str(random3), None)
-    assert info.scale == 3 and info.radius == 4 and info.name == "test-random-x3"
+    assert info.scale == 3 and info.radius == 4 and info.name == "random-x3"
     assert info.sha256 == hashlib.sha256(random3.read_bytes()).hexdigest()
     assert info.metadata["y_convention"] == "bt601-studio/255"
     assert models.resolve(str(random3), 3) is info  # cached per (path, mtime)
@@ -94,3 +94,30 @@ def test_model_errors(tmp_path, nearest2):
         models.resolve(str(trunc), None)
     with pytest.raises(vs.Error, match="not found"):
         models.resolve(str(tmp_path / "missing.onnx"), None)
+
+
+# ----------------------------------------------------------------------------- the shared factory
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_factory_nearest_model_is_exact_nearest_neighbour(tmp_path, scale):
+    """vs_espcn.onnx_factory (shared by bench and tests): nearest+relu == np.repeat, any size."""
+    import onnxruntime as ort
+
+    from vs_espcn import onnx_factory
+
+    path = onnx_factory.make_espcn_onnx(tmp_path / "n.onnx", scale, "nearest", activation="relu")
+    x = np.random.default_rng(scale).random((1, 1, 7, 5), dtype=np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+    assert np.array_equal(got[0, 0], x[0, 0].repeat(scale, 0).repeat(scale, 1))
+    info = models.load(path)
+    assert (info.scale, info.radius, info.metadata["y_convention"]) == (scale, 4, "bt601-studio/255")
+
+
+def test_bench_builds_its_stand_in_with_the_shared_factory(monkeypatch, tmp_path):
+    """Without shipped weights the benchmark model is the factory's seeded random x2 network."""
+    from vs_espcn import bench, onnx_factory
+
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path / "none")
+    path = bench.default_model(tmp_path)
+    want = onnx_factory.espcn_model(2, "random", seed=0)
+    assert onnx.load(path).graph == want.graph
+    assert not hasattr(bench, "build_random_espcn")

@@ -19,43 +19,13 @@ from pathlib import Path
 SIZES = ((1920, 1080), (720, 480))
 
 
-def build_random_espcn(path: Path, scale: int = 2, seed: int = 0) -> Path:
-    """Write a random-weights ESPCN (5x5/64 tanh, 3x3/32 tanh, 3x3/r^2, DepthToSpace) keeping
-    the ONNX contract; used when no trained model is installed."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    shapes = [(64, 1, 5, 5), (32, 64, 3, 3), (scale * scale, 32, 3, 3)]
-    inits, nodes, prev = [], [], "lr"
-    for i, s in enumerate(shapes):
-        w = rng.normal(0, (s[1] * s[2] * s[3]) ** -0.5, s).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(s[0], np.float32), f"b{i}")]
-        pad = s[2] // 2
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"],
-                                      kernel_shape=[s[2], s[3]], pads=[pad] * 4))
-        prev = f"c{i}"
-        if i < 2:
-            nodes.append(helper.make_node("Tanh", [prev], [f"a{i}"]))
-            prev = f"a{i}"
-    nodes.append(helper.make_node("DepthToSpace", [prev], ["hr"], blocksize=scale, mode="CRD"))
-    graph = helper.make_graph(nodes, "espcn", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 1, "H", "W"])],
-                              [helper.make_tensor_value_info("hr", TensorProto.FLOAT, ["N", 1, "HR", "WR"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for k, v in {"scale": str(scale), "name": f"random-x{scale}", "y_convention": "bt601-studio/255"}.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, path)
-    return path
-
-
 def default_model(tmp: Path) -> Path:
     """The shipped x2 model when installed, else a random-weights ESPCN built in `tmp`."""
     from vs_espcn.models import shipped_path
+    from vs_espcn.onnx_factory import make_espcn_onnx
 
     shipped = shipped_path("natural", 2)
-    return shipped if shipped.is_file() else build_random_espcn(tmp / "random_x2.onnx")
+    return shipped if shipped.is_file() else make_espcn_onnx(tmp / "random_x2.onnx", 2, "random")
 
 
 def pipelines(model: Path, width: int, height: int, length: int, backend: str, threads: int
