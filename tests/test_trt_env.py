@@ -33,6 +33,58 @@ def test_gpu_too_old(monkeypatch):
     assert not ok and "GPU too old" in why and "Tesla K80" in why and "3.7" in why
 
 
+class FakeLibcuda:
+    """The five CUDA driver calls `probe_gpu` makes, over a list of (name, (major, minor)) devices."""
+
+    def __init__(self, devices):
+        self.devices = devices
+
+    def cuInit(self, flags):
+        return 0
+
+    def cuDeviceGetCount(self, ref):
+        ref._obj.value = len(self.devices)
+        return 0
+
+    def cuDeviceGet(self, ref, index):
+        ref._obj.value = index
+        return 0
+
+    def cuDeviceGetName(self, buf, size, dev):
+        buf.value = self.devices[dev.value][0].encode()
+        return 0
+
+    def cuDeviceGetAttribute(self, ref, attr, dev):
+        ref._obj.value = self.devices[dev.value][1][attr == trt_env._CU_ATTR_CC_MINOR]
+        return 0
+
+
+def test_probes_the_requested_device(monkeypatch):
+    """device 0 new, device 1 too old, device 2 absent: each answer is about the device asked for."""
+    lib = FakeLibcuda([("NVIDIA GeForce RTX 4090", (8, 9)), ("Quadro P4000", (6, 1))])
+    monkeypatch.setattr(trt_env, "_libcuda", lambda: lib)
+    monkeypatch.setattr(trt_env, "cuda_python_available", lambda: (True, ""))
+    monkeypatch.setenv(trt_env.MODULE_ENV, "json")  # any importable module stands in for tensorrt
+    assert trt_env.probe_gpu(1) == (GpuInfo(1, "Quadro P4000", (6, 1)), "")
+    assert trt_env.trt_available() == (True, "")
+    assert trt_env.trt_available(device_id=0) == (True, "")
+    ok, why = trt_env.trt_available(device_id=1)
+    assert not ok and why.startswith("GPU too old: device 1 (Quadro P4000)") and "6.1" in why
+    ok, why = trt_env.trt_available(device_id=2)
+    assert not ok and "device_id=2 out of range: 2 CUDA device(s)" in why
+    with pytest.raises(TypeError):
+        trt_env.trt_available(1)  # keyword only: a bare number is ambiguous at call sites
+
+
+def test_backend_checks_its_own_device(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(trt_mod, "trt_available", lambda *, device_id=0: seen.append(device_id) or (False, "x"))
+    model = type("M", (), {"path": tmp_path / "m.onnx", "scale": 2, "name": "m", "sha256": "0" * 64})()
+    with pytest.raises(vs.Error, match="unavailable: x"):
+        trt_mod.TrtBackend(model, (8, 8), type("O", (), {"device_id": 3})())
+    assert seen == [3]
+
+
 def test_tensorrt_missing(monkeypatch):
     monkeypatch.setattr(trt_env, "probe_gpu", lambda d=0: (GpuInfo(0, "RTX", (8, 6)), ""))
     monkeypatch.setattr(trt_env, "cuda_python_available", lambda: (True, ""))

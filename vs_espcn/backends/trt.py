@@ -117,7 +117,7 @@ class TrtBackend:
 
     def __init__(self, model, shape: tuple[int, int], options=None) -> None:
         device = int(_opt(options, "device_id", 0))
-        ok, why = trt_available(device)
+        ok, why = trt_available(device_id=device)
         if not ok:
             raise _error(f'backend="trt" is unavailable: {why}')
         trt, _ = import_trt()

@@ -107,15 +107,16 @@ def cuda_python_available() -> tuple[bool, str]:
     return False, f"cuda-python not installed (needed for CUDA streams and buffers): {INSTALL_HINT}"
 
 
-def trt_available(device_id: int = 0) -> tuple[bool, str]:
-    """True when CUDA device `device_id` is usable and new enough and a TensorRT runtime imports;
-    else False and the reason. Cheap (cached) and never raises."""
+def trt_available(*, device_id: int = 0) -> tuple[bool, str]:
+    """True when CUDA device `device_id` exists, has compute capability >= 7.5, and cuda-python
+    and a TensorRT runtime import; else False and the reason (naming the device). Cheap (cached)
+    and never raises."""
     try:
-        gpu, why = probe_gpu(device_id)
+        gpu, why = probe_gpu(int(device_id))
         if gpu is None:
             return False, why
         if gpu.compute_capability < MIN_COMPUTE_CAPABILITY:
-            return False, (f"GPU too old: {gpu.name} has compute capability {gpu.cc_label}, TensorRT needs "
+            return False, (f"GPU too old: device {gpu.index} ({gpu.name}) has compute capability {gpu.cc_label}, TensorRT needs "
                            f">= {MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}")
         ok, why = cuda_python_available()
         if not ok:
