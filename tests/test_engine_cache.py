@@ -7,6 +7,8 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -120,12 +122,73 @@ def test_entries_and_clear(tmp_path):
     assert cache.entries() == [] and cache.clear() == 0
     for level in (1, 2, 3):
         cache.store(make_key(opt_level=level), b"e%d" % level)
-    (tmp_path / "c" / "timing-x.cache").write_bytes(b"t")
-    (tmp_path / "c" / "keep.txt").write_text("not ours")
+    key = make_key(opt_level=1)
+    with cache.lock(key):  # leaves a .lock file behind
+        pass
+    d = tmp_path / "c"
+    (d / "timing-x.cache").write_bytes(b"t")
+    cache.engine_path(key).with_suffix(".rtcache").write_bytes(b"r")
+    (d / f".{key.filename()}.abc_123.tmp").write_bytes(b"half")  # a killed writer's temp file
+    (d / ".timing-x.cache.q1w2.tmp").write_bytes(b"half")
+    (d / "keep.txt").write_text("not ours")
+    (d / ".keep.txt.x1.tmp").write_text("not ours either")
     entries = cache.entries()
     assert len(entries) == 3 and {e["key"]["opt_level"] for e in entries} == {1, 2, 3}
     assert cache.clear() == 3
-    assert [p.name for p in (tmp_path / "c").iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in d.iterdir()) == [".keep.txt.x1.tmp", "keep.txt"]
+
+
+def test_clear_skips_an_engine_being_built(tmp_path, caplog):
+    """`engines clear` takes each engine's lock: one held by a build is skipped, not torn apart."""
+    cache = EngineCache(tmp_path)
+    busy, idle = make_key(opt_level=1), make_key(opt_level=2)
+    cache.store(busy, b"busy")
+    cache.store(idle, b"idle")
+    with cache.lock(busy), caplog.at_level(logging.WARNING, logger="vs_espcn"):
+        assert cache.clear(lock_timeout=0.1) == 1
+    assert "skipped" in caplog.text and busy.filename()[:-7] in caplog.text
+    assert cache.load(busy) == b"busy" and cache.load(idle) is None
+
+
+def test_clear_waits_for_a_short_build_then_deletes(tmp_path):
+    cache, key = EngineCache(tmp_path), make_key()
+    started = threading.Event()
+
+    def build():
+        started.set()
+        time.sleep(0.3)
+        return b"built"
+
+    t = threading.Thread(target=cache.get_or_build, args=(key, build))
+    t.start()
+    started.wait(10)
+    assert cache.clear(lock_timeout=30) == 1  # waited for the build to store, then deleted it
+    t.join()
+    assert cache.load(key) is None and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("which", ["engine", "sidecar"])
+def test_file_deleted_while_checking_counts_as_missing(tmp_path, monkeypatch, caplog, which):
+    """`engines clear` (another process) deletes the files between exists() and the read."""
+    cache, key = EngineCache(tmp_path), make_key()
+    cache.store(key, b"old")
+    target = cache.engine_path(key) if which == "engine" else cache.sidecar_path(key)
+    method = "read_bytes" if which == "engine" else "read_text"
+    orig = getattr(Path, method)
+
+    def vanish(self, *a, **k):
+        if self == target:
+            cache.engine_path(key).unlink(missing_ok=True)
+            cache.sidecar_path(key).unlink(missing_ok=True)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(Path, method, vanish)
+    assert cache.check(key) == (None, "missing")
+    with caplog.at_level(logging.WARNING, logger="vs_espcn"):
+        assert cache.get_or_build(key, lambda: b"new")[1:] == (b"new", True)
+    assert "discarding" not in caplog.text
+    monkeypatch.undo()
+    assert cache.load(key) == b"new"
 
 
 WORKER = textwrap.dedent("""

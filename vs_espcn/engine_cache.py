@@ -7,7 +7,9 @@ size and sha256. A file whose sidecar is missing, differs from the wanted key or
 the engine bytes (truncated, corrupt, half-written by a killed process) is deleted and rebuilt
 with a warning. Writes go to a temp file in the same directory and are renamed into place, and
 builds of one key are serialized with a `filelock` lock, so two vspipe processes starting at once
-leave one valid engine (the second one waits and then loads it).
+leave one valid engine (the second one waits and then loads it). `clear` deletes each engine's
+files under that same lock, and a file that disappears between the existence check and the read
+is treated as missing (rebuilt), not as an error.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,10 @@ ENV_VAR = "VS_ESPCN_CACHE_DIR"
 SCHEMA = 1  # bump when the meaning of a key field or the engine I/O contract changes
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
+LOCK_SUFFIX = ".lock"
+TMP_SUFFIX = ".tmp"
+OUR_SUFFIXES = (ENGINE_SUFFIX, SIDECAR_SUFFIX, LOCK_SUFFIX, ".cache", ".rtcache")  # + temp files of them
+CLEAR_LOCK_TIMEOUT_S = 5.0  # `engines clear` skips an engine whose build holds the lock longer
 LOCK_TIMEOUT_S = 3600.0  # a build can take minutes; a stuck lock holder beyond an hour is an error
 
 
@@ -107,6 +114,24 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _file_lock(path: Path, timeout: float):
+    """A `filelock.FileLock` at `path` (directory created). filelock >= 3.13 notices a lock file
+    unlinked by a previous holder and retries on the new one, so deleting it under the lock is safe."""
+    import filelock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(path), timeout=timeout)
+
+
+def _owner_name(path: Path) -> str:
+    """The cache file a path belongs to: itself, or for an `atomic_write` temp file
+    (`.<name>.<random>.tmp`) the file it was going to become."""
+    name = path.name
+    if name.startswith(".") and name.endswith(TMP_SUFFIX):
+        return name[1:-len(TMP_SUFFIX)].rsplit(".", 1)[0]
+    return name
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -125,12 +150,9 @@ class EngineCache:
         """The JSON next to the engine: key, size, sha256."""
         return self.engine_path(key).with_suffix(SIDECAR_SUFFIX)
 
-    def lock(self, key: EngineKey):
+    def lock(self, key: EngineKey, timeout: float = LOCK_TIMEOUT_S):
         """A `filelock.FileLock` that serializes building/writing this key across processes."""
-        import filelock
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return filelock.FileLock(str(self.engine_path(key).with_suffix(".lock")), timeout=LOCK_TIMEOUT_S)
+        return _file_lock(self.engine_path(key).with_suffix(LOCK_SUFFIX), timeout)
 
     def invalidate(self, key: EngineKey, reason: str) -> None:
         """Delete the engine and sidecar of `key`, warning why (they will be rebuilt)."""
@@ -142,17 +164,23 @@ class EngineCache:
 
     def check(self, key: EngineKey) -> tuple[bytes | None, str]:
         """(engine bytes, "") when the cached engine is complete and was built for `key`,
-        else (None, why). Does not delete anything."""
+        else (None, why). Does not delete anything. A file that vanishes while being read
+        (`engines clear` in another process) counts as "missing", not as an error."""
         path, side = self.engine_path(key), self.sidecar_path(key)
         if not path.exists():
             return None, "missing"
         try:
             meta = json.loads(side.read_text())
+        except FileNotFoundError as e:
+            return (None, "missing") if not path.exists() else (None, f"sidecar unreadable: {e}")
         except (OSError, ValueError) as e:
             return None, f"sidecar unreadable: {e}"
         if meta.get("key") != key.to_dict():
             return None, "recorded key differs from the wanted one"
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, "missing"
         if len(data) != meta.get("size") or _sha256(data) != meta.get("sha256"):
             return None, f"engine file truncated or corrupt ({len(data)} bytes, expected {meta.get('size')})"
         return data, ""
@@ -189,23 +217,59 @@ class EngineCache:
         out = []
         for path in sorted(self.directory.glob(f"*{ENGINE_SUFFIX}")):
             try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # deleted meanwhile by another process
+                continue
+            try:
                 meta = json.loads(path.with_suffix(SIDECAR_SUFFIX).read_text())
             except (OSError, ValueError):
                 meta = {}
-            out.append({"path": path, "size": path.stat().st_size, "key": meta.get("key")})
+            out.append({"path": path, "size": size, "key": meta.get("key")})
         return out
 
-    def clear(self) -> int:
+    def _files_by_stem(self) -> dict[str, list[Path]]:
+        """Our files here grouped by stem (an engine with its sidecar, runtime cache, lock and
+        temp files share one); other files are left out."""
+        groups: dict[str, list[Path]] = {}
+        for path in self.directory.iterdir():
+            owner = Path(_owner_name(path))
+            if owner.suffix in OUR_SUFFIXES and path.is_file():
+                groups.setdefault(owner.stem, []).append(path)
+        return groups
+
+    def clear(self, lock_timeout: float = CLEAR_LOCK_TIMEOUT_S) -> int:
         """Delete every engine, sidecar, lock, temp file and timing cache here; returns the
-        number of engines deleted."""
+        number of engines deleted. Each engine's files are deleted under its build lock, so a
+        concurrent build or load never sees half of them; an engine whose lock stays taken for
+        `lock_timeout` s (being built right now) is skipped with a warning."""
+        import filelock
+
         if not self.directory.is_dir():
             return 0
         n = 0
-        for path in self.directory.iterdir():
-            if not path.is_file():
+        for stem, paths in sorted(self._files_by_stem().items()):
+            keyed = any(Path(_owner_name(p)).suffix in (ENGINE_SUFFIX, SIDECAR_SUFFIX, LOCK_SUFFIX) for p in paths)
+            if not keyed:  # timing caches: written atomically, no lock to take
+                n += _delete(paths)
                 continue
-            if path.suffix == ENGINE_SUFFIX:
-                n += 1
-            if path.suffix in (ENGINE_SUFFIX, SIDECAR_SUFFIX, ".lock", ".tmp", ".cache", ".rtcache"):
-                path.unlink(missing_ok=True)
+            try:
+                with _file_lock(self.directory / f"{stem}{LOCK_SUFFIX}", lock_timeout):
+                    n += _delete(self._files_by_stem().get(stem, []))  # as they are now, lock file included
+            except filelock.Timeout:
+                log.warning("espcn: skipped %s (locked: another process is building it)", stem)
         return n
+
+
+def _delete(paths: list[Path]) -> int:
+    """Delete `paths` (already gone is fine); returns how many were engines. The lock file goes
+    last, while still held."""
+    n = 0
+    for path in sorted(paths, key=lambda p: p.suffix == LOCK_SUFFIX):
+        try:
+            path.unlink()
+            n += path.suffix == ENGINE_SUFFIX
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # e.g. Windows refuses to delete an open lock file
+            log.warning("espcn: could not delete %s (%s)", path, e)
+    return n
