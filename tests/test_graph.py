@@ -210,3 +210,31 @@ def test_core_namespace_calls_graph(nearest2):
     assert np.array_equal(plane(out), plane(core.resize.Point(clip, 72, 40)))
     with pytest.raises(vs.Error, match="espcn.Upscale"):
         core.espcn.Upscale(core.std.BlankClip(format=vs.RGB24), 2, model=str(nearest2))
+
+
+# ----------------------------------------------------------------------------- per-frame errors
+def test_model_mismatch_fails_when_the_graph_is_built(tmp_path):
+    """An x3 network labelled scale 2 is refused by Upscale itself, before any frame is requested."""
+    from onnx_models import make_espcn_onnx
+
+    bad = make_espcn_onnx(tmp_path / "x3_as_x2.onnx", 3, metadata={"scale": "2"})
+    _raises("labelled scale 2 but its DepthToSpace blocksize is 3", clip=core.std.BlankClip(format=vs.GRAY8),
+            model=str(bad))
+
+
+def test_frame_failure_is_a_vs_error_naming_the_frame(monkeypatch, random2):
+    """A backend failing at run time surfaces as vs.Error("espcn.Upscale: frame n: Type: msg")
+    (VapourSynth puts its own few-line traceback of the callback first; ours is not chained in)."""
+    from vs_espcn.backends import ort as ort_backend
+
+    out = graph.upscale(noise_clip(vs.GRAY8, 24, 16, length=3), model=str(random2), backend="ort")
+
+    def boom(self, lr):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(ort_backend.OrtBackend, "run", boom)
+    with pytest.raises(vs.Error) as info:
+        out.get_frame(2)
+    last = str(info.value).strip().splitlines()[-1]
+    assert last == "vapoursynth.Error: espcn.Upscale: frame 2: RuntimeError: device lost"
+    assert "boom" not in str(info.value)  # the inner traceback stays on the debug log

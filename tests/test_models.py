@@ -10,6 +10,7 @@ import pytest
 import vapoursynth as vs
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_models import espcn_model as factory_model
 from onnx_models import make_espcn_onnx
 from test_support import nearest2, onnx_dir, random3  # noqa: F401
 from vs_espcn import models
@@ -36,17 +37,19 @@ def test_cache_follows_file_changes(tmp_path):
 
 
 def _conv_model(path, kernels, dilations=None, with_kernel_shape=True):
-    """A chain of single-channel Convs with the given kernel sizes and a scale=2 metadata."""
+    """A chain of Convs with the given kernel sizes (the last one to 4 channels), DepthToSpace(2)
+    and a scale=2 metadata."""
     nodes, inits, prev = [], [], "lr"
     for i, k in enumerate(kernels):
-        inits.append(numpy_helper.from_array(np.zeros((1, 1, k, k), np.float32), f"w{i}"))
+        out_ch = 4 if i == len(kernels) - 1 else 1
+        inits.append(numpy_helper.from_array(np.zeros((out_ch, 1, k, k), np.float32), f"w{i}"))
         attrs = {"kernel_shape": [k, k]} if with_kernel_shape else {}
         if dilations:
             attrs["dilations"] = [dilations[i]] * 2
         nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], auto_pad="SAME_UPPER", **attrs))
         prev = f"c{i}"
-    nodes.append(helper.make_node("DepthToSpace", [prev], ["hr"], blocksize=1, mode="CRD"))
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, [1, 1, 8, 8])],
+    nodes.append(helper.make_node("DepthToSpace", [prev], ["hr"], blocksize=2, mode="CRD"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 1, "H", "W"])],
                           [helper.make_tensor_value_info("hr", TensorProto.FLOAT, None)], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.metadata_props.add(key="scale", value="2")
@@ -121,3 +124,82 @@ def test_bench_builds_its_stand_in_with_the_shared_factory(monkeypatch, tmp_path
     want = onnx_factory.espcn_model(2, "random", seed=0)
     assert onnx.load(path).graph == want.graph
     assert not hasattr(bench, "build_random_espcn")
+
+
+# ----------------------------------------------------------------------------- contract checks at load
+def _save(model, path):
+    onnx.save(model, path)
+    return str(path)
+
+
+def _resize_model(factor: int, label: int):
+    """No DepthToSpace: Conv 3x3 then nearest Resize by `factor`, labelled scale `label`."""
+    inits = [numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32) / 9, "w"),
+             numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")]
+    nodes = [helper.make_node("Conv", ["lr", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Resize", ["c", "", "scales"], ["hr"], mode="nearest")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+                          [helper.make_tensor_value_info("hr", TensorProto.FLOAT, ["N", 1, "A", "B"])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    m.metadata_props.add(key="scale", value=str(label))
+    return m
+
+
+def _fixed_input(m):
+    for d, v in zip(m.graph.input[0].type.tensor_type.shape.dim, (1, 1, 8, 8)):
+        d.dim_value = v
+    return m
+
+
+def _extra_input(m):
+    m.graph.input.append(helper.make_tensor_value_info("gain", TensorProto.FLOAT, [1]))
+    return m
+
+
+def _rank3(m):
+    del m.graph.input[0].type.tensor_type.shape.dim[0]
+    return m
+
+
+def _three_channels(m):
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 3
+    return m
+
+
+def _two_outputs(m):
+    m.graph.output.append(helper.make_tensor_value_info("c1", TensorProto.FLOAT, None))
+    return m
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: factory_model(3, metadata={"scale": "2"}), "labelled scale 2 but its DepthToSpace blocksize is 3"),
+    (lambda: factory_model(2, metadata={"scale": "4"}), "labelled scale 4 but its DepthToSpace blocksize is 2"),
+    (lambda: _fixed_input(factory_model(2)), "fixed input size 8x8"),
+    (lambda: _extra_input(factory_model(2)), "2 data inputs \\(lr, gain\\)"),
+    (lambda: _rank3(factory_model(2)), "rank 3"),
+    (lambda: _three_channels(factory_model(2)), "3 channels"),
+    (lambda: _two_outputs(factory_model(2)), "2 outputs"),
+    (lambda: _resize_model(3, 2), "labelled scale 2 but maps a \\[1,1,8,8\\] input to \\[1, 1, 24, 24\\]"),
+], ids=["x3-as-x2", "x2-as-x4", "fixed-8x8", "two-inputs", "rank3", "3ch", "two-outputs", "resize-x3-as-x2"])
+def test_model_not_matching_its_metadata_fails_at_load(tmp_path, build, match):
+    """A mismatched model is a clear vs.Error when the graph is built, never a get_frame traceback."""
+    path = _save(build(), tmp_path / "bad.onnx")
+    with pytest.raises(vs.Error, match="espcn.Upscale: model .*" + match) as info:
+        models.resolve(path, None)
+    assert "[N,1,H,W]" in str(info.value) or "metadata must match" in str(info.value)
+
+
+def test_initializers_listed_as_inputs_are_not_data_inputs(tmp_path):
+    """Old-style graphs list every initializer as an input too: still one data input."""
+    m = factory_model(2)
+    for t in m.graph.initializer:
+        m.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    info = models.resolve(_save(m, tmp_path / "old.onnx"), None)
+    assert (info.scale, info.radius) == (2, 4)
+
+
+def test_model_without_depth_to_space_is_checked_by_shape(tmp_path):
+    """A Resize-based network is accepted when its output really is input x scale."""
+    info = models.resolve(_save(_resize_model(3, 3), tmp_path / "ok.onnx"), None)
+    assert (info.scale, info.radius) == (3, 1)

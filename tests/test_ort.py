@@ -114,3 +114,42 @@ def test_float_frame_path_uses_zero_copy(monkeypatch, random2):
     clip = noise_clip(vs.GRAYS, 64, 20, length=1)
     out = plane(graph.upscale(clip, model=str(random2), backend="ort"))
     assert calls and np.array_equal(out, reference_y(random2, plane(clip)))
+
+
+def _with_tail(model, nodes, out_type=onnx.TensorProto.FLOAT):
+    """Append `nodes` after the factory model's output `hr` (renamed `hr0`); new output `hr`."""
+    from onnx import helper
+
+    for n in model.graph.node:
+        if n.output[0] == "hr":
+            n.output[0] = "hr0"
+    model.graph.node.extend(nodes)
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("hr", out_type, ["N", 1, "A", "B"]))
+    return model
+
+
+def test_model_secretly_fixed_size_fails_at_load(tmp_path):
+    """Declared dynamic, but a Reshape pins the output to 16x16 (an 8x8 network): refused when the
+    backend is created (its trial run on an odd-sized input fails), not at get_frame."""
+    from onnx import helper, numpy_helper
+
+    from onnx_models import espcn_model
+
+    m = _with_tail(espcn_model(2), [helper.make_node("Reshape", ["hr0", "shape"], ["hr"])])
+    m.graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 16, 16], np.int64), "shape"))
+    onnx.save(m, tmp_path / "fixed.onnx")
+    info = models.load(tmp_path / "fixed.onnx")
+    with pytest.raises(vs.Error, match="espcn.Upscale: model .* fails on a 9x7 input"):
+        backends.create("ort", info, (64, 64))
+
+
+def test_model_with_double_output_fails_at_load(tmp_path):
+    from onnx import helper
+
+    from onnx_models import espcn_model
+
+    m = _with_tail(espcn_model(2), [helper.make_node("Cast", ["hr0"], ["hr"], to=onnx.TensorProto.DOUBLE)],
+                   onnx.TensorProto.DOUBLE)
+    onnx.save(m, tmp_path / "f64.onnx")
+    with pytest.raises(vs.Error, match=r"espcn.Upscale: model .* expected float32\(1, 1, 18, 14\)"):
+        backends.create("ort", models.load(tmp_path / "f64.onnx"), (64, 64))

@@ -8,6 +8,7 @@ backend per graph, thread-safe (the callback keeps no state between frames).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ import vapoursynth as vs
 
 from vs_espcn import tiling
 from vs_espcn.backends import Backend
+
+log = logging.getLogger("vs_espcn")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,13 @@ class PlaneUpscaler:
                               dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r])
 
 
+def frame_error(n: int, exc: Exception) -> vs.Error:
+    """The user-facing error for a failure while computing output frame `n`."""
+    text = str(exc).removeprefix("espcn.Upscale: ")
+    kind = "" if isinstance(exc, vs.Error) else f"{type(exc).__name__}: "
+    return vs.Error(f"espcn.Upscale: frame {n}: {kind}{text}")
+
+
 def gray_format(fmt: vs.VideoFormat) -> vs.VideoFormat:
     """The GRAY format with the same sample type and depth as `fmt` (the Y plane's format)."""
     return vs.core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
@@ -94,9 +104,14 @@ def luma_clip(clip: vs.VideoNode, upscaler: PlaneUpscaler) -> vs.VideoNode:
     process = upscaler.process
 
     def upscale_frame(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        """ModifyFrame callback: copy the blank frame, write the upscaled Y into it."""
-        out = f[0].copy()
-        process(np.asarray(f[1][0]), np.asarray(out[0]))
-        return out
+        """ModifyFrame callback: copy the blank frame, write the upscaled Y into it. Any failure
+        becomes `vs.Error("espcn.Upscale: frame n: ...")` instead of a bare traceback."""
+        try:
+            out = f[0].copy()
+            process(np.asarray(f[1][0]), np.asarray(out[0]))
+            return out
+        except Exception as exc:  # VapourSynth prefixes its own short traceback to the text
+            log.debug("espcn.Upscale: frame %d failed", n, exc_info=True)
+            raise frame_error(n, exc) from None
 
     return vs.core.std.ModifyFrame(blank, [blank, clip], upscale_frame)

@@ -65,8 +65,74 @@ def receptive_radius(graph) -> int:
     return sum(_conv_radius(n, inits) for n in graph.node if n.op_type == "Conv")
 
 
+CONTRACT = "expected one float32 input [N,1,H,W] with dynamic H/W and one output [N,1,H*r,W*r]"
+PROBE = 8  # LR side of the symbolic shape check (small: only shapes are inferred, nothing runs)
+
+
+def _dims(value_info) -> list[int | str | None] | None:
+    """A graph input/output's dims: int when fixed, its symbol name when symbolic, None when unknown;
+    None for the whole list when the rank itself is unknown."""
+    tensor = value_info.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+
+
+def _check_io(graph, where: str) -> None:
+    """Exactly one non-initializer input of rank 4, channel 1, H/W not fixed; exactly one output."""
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise _error(f"model {where} has {len(inputs)} data inputs ({names})", CONTRACT)
+    dims = _dims(inputs[0])
+    if dims is None or len(dims) != 4:
+        raise _error(f"model {where} input {inputs[0].name!r} has rank "
+                     f"{'unknown' if dims is None else len(dims)}", CONTRACT)
+    if dims[1] != 1:
+        raise _error(f"model {where} input {inputs[0].name!r} has {dims[1]} channels", CONTRACT)
+    if isinstance(dims[2], int) or isinstance(dims[3], int):
+        raise _error(f"model {where} has a fixed input size {dims[2]}x{dims[3]}",
+                     CONTRACT + " (export with dynamic axes)")
+    if len(graph.output) != 1:
+        raise _error(f"model {where} has {len(graph.output)} outputs", CONTRACT)
+
+
+def _check_scale(proto, scale: int, where: str) -> None:
+    """The network really upscales by `scale`: every DepthToSpace blocksize (their product) equals
+    it, and where ONNX shape inference resolves the output of an 8x8 input it is [1,1,8r,8r]."""
+    import onnx
+
+    blocks = [next((a.i for a in n.attribute if a.name == "blocksize"), 0)
+              for n in proto.graph.node if n.op_type == "DepthToSpace"]
+    if blocks and (len(blocks) > 1 or blocks[0] != scale):
+        raise _error(f"model {where} is labelled scale {scale} but its DepthToSpace blocksize is "
+                     f"{' x '.join(map(str, blocks))}", "the 'scale' metadata must match the network")
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    inits = {t.name for t in probe.graph.initializer}
+    data = next(i for i in probe.graph.input if i.name not in inits)
+    for d, v in zip(data.type.tensor_type.shape.dim, (1, 1, PROBE, PROBE)):
+        d.Clear()
+        d.dim_value = v
+    probe.graph.output[0].type.tensor_type.ClearField("shape")  # let inference fill it
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=True)
+    except Exception:  # an op shape inference cannot follow: leave the check to the backend
+        return
+    got = _dims(inferred.graph.output[0])
+    if got is None or not all(isinstance(d, int) for d in got):
+        return
+    want = [1, 1, PROBE * scale, PROBE * scale]
+    if got != want:
+        raise _error(f"model {where} is labelled scale {scale} but maps a [1,1,{PROBE},{PROBE}] input to "
+                     f"{got} (expected {want})", "the 'scale' metadata must match the network; " + CONTRACT)
+
+
 def _parse(path: Path) -> ModelInfo:
-    """Read an ONNX file and check it keeps the ONNX contract (scale metadata, one input)."""
+    """Read an ONNX file and check it keeps the ONNX contract (scale metadata, one dynamic
+    single-channel input, one output, a network that really upscales by that scale), so a
+    mismatched model fails when the graph is built, not at the first frame."""
     import onnx  # lazy: only needed when a graph is built
 
     try:
@@ -80,16 +146,18 @@ def _parse(path: Path) -> ModelInfo:
         raise _error(f"model file {str(path)!r} is not a valid ONNX file ({type(exc).__name__})",
                      "pass an ONNX file exported by the trainer") from None
     meta = {p.key: p.value for p in proto.metadata_props}
-    if len(proto.graph.input) - len(proto.graph.initializer) > 1 or not proto.graph.node:
-        raise _error(f"model {str(path)!r} is not an ESPCN-shaped network",
-                     "expected one input 'lr' [N,1,H,W] and one output [N,1,H*r,W*r]")
+    where = repr(str(path))
+    if not proto.graph.node:
+        raise _error(f"model {where} has no nodes", CONTRACT)
     try:
         model_scale = int(meta["scale"])
     except (KeyError, ValueError):
-        raise _error(f"model {str(path)!r} has no valid 'scale' metadata",
+        raise _error(f"model {where} has no valid 'scale' metadata",
                      "export it with the trainer (metadata_props scale = 2, 3 or 4)") from None
     if model_scale not in SCALES:
-        raise _error(f"model {str(path)!r} has scale {model_scale}", "supported scales are 2, 3, 4")
+        raise _error(f"model {where} has scale {model_scale}", "supported scales are 2, 3, 4")
+    _check_io(proto.graph, where)
+    _check_scale(proto, model_scale, where)
     return ModelInfo(path=path, scale=model_scale, name=meta.get("name", path.stem),
                      sha256=hashlib.sha256(data).hexdigest(),
                      radius=receptive_radius(proto.graph), metadata=meta)

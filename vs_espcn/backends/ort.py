@@ -35,12 +35,37 @@ def _new_session(model: "ModelInfo", options: OrtOptions):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(model.path), sess_options=so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(model.path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise vs.Error(f"espcn.Upscale: onnxruntime cannot load model {str(model.path)!r} "
-                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
-                       "pass an ONNX file exported by the trainer (opset 17, input 'lr' [N,1,H,W])"
-                       ) from None
+                       f"({_first_line(exc)}); {HINT}") from None
+    _probe(sess, model)
+    return sess
+
+
+HINT = "pass an ONNX file exported by the trainer (opset 17, input 'lr' [N,1,H,W])"
+PROBE = (1, 1, 9, 7)  # tiny odd, non-square trial input: cheap; any ESPCN-shaped network accepts it
+
+
+def _first_line(exc: Exception) -> str:
+    """`Type: first line of the message` (onnxruntime messages can be pages long)."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+
+
+def _probe(sess, model: "ModelInfo") -> None:
+    """Run the session once on a tiny input so a model that cannot run, or whose output is not
+    input x scale, fails when the graph is built instead of at the first frame."""
+    name = sess.get_inputs()[0].name
+    try:
+        out = sess.run(None, {name: np.zeros(PROBE, np.float32)})[0]
+    except Exception as exc:
+        raise vs.Error(f"espcn.Upscale: model {str(model.path)!r} fails on a {PROBE[2]}x{PROBE[3]} "
+                       f"input ({_first_line(exc)}); {HINT}") from None
+    want = (1, 1, PROBE[2] * model.scale, PROBE[3] * model.scale)
+    if tuple(out.shape) != want or out.dtype != np.float32:
+        raise vs.Error(f"espcn.Upscale: model {str(model.path)!r} maps a {PROBE} input to "
+                       f"{out.dtype}{tuple(out.shape)}, expected float32{want} for scale {model.scale}; "
+                       f"{HINT}")
 
 
 def session(model: "ModelInfo", options: OrtOptions):
