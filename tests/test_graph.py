@@ -133,6 +133,21 @@ def test_chroma_equals_resize_with_siting(loc, kernel, nearest2):
         assert not np.array_equal(plane(out, p=p), plane(other, p=p))
 
 
+@pytest.mark.parametrize("field_based", [1, 2])
+def test_interlaced_flag_does_not_change_chroma(field_based, nearest2):
+    """Luma goes through the network as progressive, so chroma must too: a clip flagged
+    _FieldBased (1 bottom/2 top field first) gives the same U/V as the same clip flagged 0,
+    and keeps its flag."""
+    src = _ramp(vs.YUV420P8, 48, 32, 0)
+    progressive = graph.upscale(src.std.SetFrameProps(_FieldBased=0), model=str(nearest2), backend="ort")
+    flagged = graph.upscale(src.std.SetFrameProps(_FieldBased=field_based), model=str(nearest2), backend="ort")
+    for p in range(3):
+        assert np.array_equal(plane(flagged, p=p), plane(progressive, p=p))
+    assert flagged.get_frame(0).props["_FieldBased"] == field_based
+    per_field = core.resize.Spline36(src.std.SetFrameProps(_FieldBased=field_based), 96, 64)
+    assert not np.array_equal(plane(per_field, p=1), plane(progressive, p=1))  # the test has teeth
+
+
 def _crossing(row: np.ndarray, mid: float) -> float:
     """Sub-pixel position where a rising edge crosses `mid` (linear interpolation)."""
     i = int(np.argmax(row >= mid))

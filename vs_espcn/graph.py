@@ -110,6 +110,10 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
     out = luma
     if clip.format.color_family == vs.YUV:
         r = info.scale
-        chroma = getattr(vs.core.resize, resizer)(clip, clip.width * r, clip.height * r)
+        # core.resize scales a clip flagged _FieldBased field by field; the luma went through
+        # the network as one progressive picture, so the chroma must too (the flag itself is
+        # restored on the output by CopyFrameProps below).
+        progressive = vs.core.std.RemoveFrameProps(clip, "_FieldBased")
+        chroma = getattr(vs.core.resize, resizer)(progressive, clip.width * r, clip.height * r)
         out = vs.core.std.ShufflePlanes([luma, chroma], [0, 1, 2], vs.YUV)
     return vs.core.std.CopyFrameProps(out, clip)
