@@ -186,6 +186,79 @@ def test_cuda_graph_captures_once_and_replays_with_new_data():
     assert cuda.launches == 4
 
 
+class CaptureFailingContext(FakeContext):
+    """Like TensorRT with an op that cannot be captured: enqueue fails while the stream captures."""
+
+    def execute_async_v3(self, stream):
+        if self.cuda.streams[stream] is not None:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return super().execute_async_v3(stream)
+
+
+class InstantiateFailingCuda(FakeCuda):
+    """cudaStreamEndCapture ends the capture, then cudaGraphInstantiate fails."""
+
+    def capture_end(self, stream):
+        super().capture_end(stream)
+        raise trt_run.CudaError("cudaGraphInstantiate failed: out of memory (2)")
+
+
+@pytest.mark.parametrize("failure", ["enqueue", "instantiate"])
+def test_failed_graph_capture_ends_capture_and_falls_back(failure, caplog):
+    cuda = FakeCuda() if failure == "enqueue" else InstantiateFailingCuda()
+    ctx = (CaptureFailingContext if failure == "enqueue" else FakeContext)(cuda, 2, (6, 10))
+    slot = ExecSlot(cuda, ctx, ("lr", "hr"), (6, 10), 2, cuda_graph=True)
+    trt_run._warned.clear()
+    with caplog.at_level(logging.DEBUG, logger="vs_espcn"):
+        for seed in range(3):
+            x = tile((6, 10), seed)
+            np.testing.assert_array_equal(slot.infer(x), reference(x, 2))
+            assert cuda.streams[slot.stream] is None  # not left capturing
+        other = ExecSlot(cuda, type(ctx)(cuda, 2, (6, 10)), ("lr", "hr"), (6, 10), 2, cuda_graph=True)
+        other.infer(tile((6, 10)))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "CUDA graph capture failed" in warnings[0].getMessage()
+    assert not slot.use_graph and slot._graph is None and cuda.launches == 0
+
+
+def test_real_capture_end_destroys_the_template_when_instantiate_fails():
+    class Rt:
+        destroyed = []
+
+        def cudaStreamEndCapture(self, stream):
+            return 0, "graph"
+
+        def cudaGraphInstantiate(self, graph, flags):
+            return 2, None
+
+        def cudaGetErrorString(self, err):
+            return 0, b"out of memory"
+
+        def cudaGraphDestroy(self, graph):
+            self.destroyed.append(graph)
+            return (0,)
+
+    api = trt_run.CudaApi.__new__(trt_run.CudaApi)
+    api.rt = Rt()
+    with pytest.raises(trt_run.CudaError, match=r"cudaGraphInstantiate failed: out of memory \(2\)"):
+        api.capture_end(7)
+    assert Rt.destroyed == ["graph"]
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_infer_into_writes_a_strided_view(cuda_graph):
+    _, _, slot = make_slot(2, cuda_graph=cuda_graph)
+    for seed in range(2):
+        x = tile((6, 10), seed)
+        frame = np.full((14, 44), -1.0, np.float32)
+        view = frame[1:13, 2:42:2]  # (12, 20), non-contiguous
+        slot.infer_into(x, view)
+        np.testing.assert_array_equal(view, reference(x, 2))
+        assert (frame[0] == -1).all() and (frame[1:13, 3:42:2] == -1).all()
+    with pytest.raises(ValueError, match="output array shape"):
+        slot.infer_into(tile((6, 10)), np.zeros((12, 21), np.float32))
+
+
 def test_close_frees_everything():
     cuda, _, slot = make_slot(cuda_graph=True)
     slot.infer(tile((6, 10)))

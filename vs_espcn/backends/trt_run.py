@@ -11,7 +11,9 @@ slots to caller threads, so `num_streams` frames are in flight at once and `run`
 from __future__ import annotations
 
 import ctypes
+import logging
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -20,6 +22,17 @@ import numpy as np
 
 T = TypeVar("T")
 FLOAT32 = 4
+log = logging.getLogger("vs_espcn")
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    """Log `message` as a warning once per process (debug afterwards): slots fail alike."""
+    with _warned_lock:
+        first = message not in _warned
+        _warned.add(message)
+    log.log(logging.WARNING if first else logging.DEBUG, message)
 
 
 def io_shapes(shape: tuple[int, int], scale: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -106,11 +119,13 @@ class CudaApi:
         self._ok("cudaStreamBeginCapture", self.rt.cudaStreamBeginCapture(stream, mode))
 
     def capture_end(self, stream):
-        """End capture and return an instantiated graph (the graph template is destroyed)."""
+        """End capture and return an instantiated graph. The stream leaves capture mode even when
+        this raises (an invalidated capture), and the graph template is always destroyed."""
         graph = self._ok("cudaStreamEndCapture", self.rt.cudaStreamEndCapture(stream))
-        exec_ = self._ok("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0))
-        self._ok("cudaGraphDestroy", self.rt.cudaGraphDestroy(graph))
-        return exec_
+        try:
+            return self._ok("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0))
+        finally:
+            self.rt.cudaGraphDestroy(graph)
 
     def graph_launch(self, graph_exec, stream) -> None:
         self._ok("cudaGraphLaunch", self.rt.cudaGraphLaunch(graph_exec, stream))
@@ -157,31 +172,72 @@ class ExecSlot:
         self.cuda.memcpy_d2h(self.h_out, self.d_out, n_out, self.stream)
 
     def _capture(self, shape: tuple[int, int]) -> None:
+        """Record copy-in, enqueue and copy-out into a CUDA graph. Whatever fails, the stream
+        leaves capture mode (a stream left capturing would fail every later call) and a partial
+        graph is dropped; on failure this slot runs without a graph from then on."""
         self._enqueue(shape)  # warm-up: TensorRT may allocate or tune on the first enqueue
         self.cuda.synchronize(self.stream)
-        self.cuda.capture_begin(self.stream)
-        self._enqueue(shape)
-        self._graph = self.cuda.capture_end(self.stream)
+        graph, error = None, None
+        try:
+            self.cuda.capture_begin(self.stream)
+            self._enqueue(shape)
+        except BaseException as e:  # noqa: BLE001 - capture must be ended whatever happened
+            error = e
+        try:
+            graph = self.cuda.capture_end(self.stream)
+        except Exception as e:  # noqa: BLE001 - an invalidated capture ends here
+            error = error or e
+        if error is None:
+            self._graph = graph
+            return
+        if graph is not None:
+            self._destroy_graph(graph)
+        self.use_graph = False
+        if not isinstance(error, Exception):
+            raise error
+        _warn_once(f"espcn: CUDA graph capture failed ({type(error).__name__}: {error}); "
+                   "running without CUDA graphs")
 
-    def infer(self, lr: np.ndarray) -> np.ndarray:
-        """float32 (h, w) tile -> float32 (h*s, w*s); h, w == max_shape unless dynamic."""
+    def _destroy_graph(self, graph) -> None:
+        try:
+            self.cuda.graph_destroy(graph)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+    def _check(self, lr: np.ndarray) -> tuple[int, int]:
+        """The (h, w) of `lr`, or ValueError when the engine cannot take it."""
         shape = (int(lr.shape[0]), int(lr.shape[1])) if lr.ndim == 2 else (0, 0)
         if lr.ndim != 2 or (shape != self.max_shape and not self.dynamic) or min(shape) < 1 or \
                 shape[0] > self.max_shape[0] or shape[1] > self.max_shape[1]:
             raise ValueError(f"tile shape {lr.shape} does not fit the engine ({self.max_shape}, "
                              f"{'dynamic' if self.dynamic else 'static'})")
+        return shape
+
+    def infer_into(self, lr: np.ndarray, out: np.ndarray) -> None:
+        """float32 (h, w) tile -> (h*s, w*s) written into `out` (any strides, a float dtype);
+        h, w == max_shape unless dynamic."""
+        shape = self._check(lr)
+        out_shape = (shape[0] * self.scale, shape[1] * self.scale)
+        if out.shape != out_shape:
+            raise ValueError(f"output array shape {out.shape} != {out_shape} for tile {shape}")
         self.cuda.set_device(self.device)  # the CUDA device is per calling thread
         self._set_shape(shape)
-        out_shape = (shape[0] * self.scale, shape[1] * self.scale)
         np.copyto(host_array(self.h_in, shape), lr, casting="same_kind")
-        if self.use_graph:
-            if self._graph is None:
-                self._capture(shape)
+        if self.use_graph and self._graph is None:
+            self._capture(shape)
+        if self._graph is not None:
             self.cuda.graph_launch(self._graph, self.stream)
         else:
             self._enqueue(shape)
         self.cuda.synchronize(self.stream)
-        return host_array(self.h_out, out_shape).copy()
+        np.copyto(out, host_array(self.h_out, out_shape), casting="same_kind")
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        """float32 (h, w) tile -> new float32 (h*s, w*s) array (not aliased to pinned memory)."""
+        shape = self._check(lr)
+        out = np.empty((shape[0] * self.scale, shape[1] * self.scale), np.float32)
+        self.infer_into(lr, out)
+        return out
 
     def close(self) -> None:
         """Free graph, buffers and stream (best effort)."""
