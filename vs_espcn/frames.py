@@ -3,8 +3,9 @@
 The plane is read through numpy views of the VapourSynth frame (`np.asarray(frame[0])`), scaled
 into one float32 buffer, cut into the tiles of the plan (a view when there is a single tile) and
 each tile's core is written straight into the output frame. The output clip is a
-`std.ModifyFrame` over a GRAY BlankClip of the output size: one output frame per request, one
-backend per graph, thread-safe (the callback keeps no state between frames).
+`std.ModifyFrame` over a GRAY BlankClip of the output size (a template: its frames are never
+requested) returning a new frame per request; one backend per graph, thread-safe (the callback
+keeps no state between frames).
 """
 from __future__ import annotations
 
@@ -91,27 +92,33 @@ def frame_error(n: int, exc: Exception) -> vs.Error:
     return vs.Error(f"espcn.Upscale: frame {n}: {kind}{text}")
 
 
-def gray_format(fmt: vs.VideoFormat) -> vs.VideoFormat:
+def gray_format(core: vs.Core, fmt: vs.VideoFormat) -> vs.VideoFormat:
     """The GRAY format with the same sample type and depth as `fmt` (the Y plane's format)."""
-    return vs.core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
+    return core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
 
 
-def luma_clip(clip: vs.VideoNode, upscaler: PlaneUpscaler) -> vs.VideoNode:
-    """GRAY clip of clip.width*r x clip.height*r whose frames are the upscaled Y planes."""
+def luma_clip(core: vs.Core, clip: vs.VideoNode, upscaler: PlaneUpscaler) -> vs.VideoNode:
+    """GRAY clip of clip.width*r x clip.height*r whose frames are the upscaled Y planes.
+
+    `core` is the graph's concrete core (`vs.core.core` when the graph is built). Each output
+    frame is a fresh `core.create_video_frame` (uninitialised: the tiles write every pixel), so
+    no blank frame is copied per request (that was a whole-plane memcpy, ~1.3 ms at 2160p 8-bit).
+    """
     r = upscaler.scale
-    blank = vs.core.std.BlankClip(clip, width=clip.width * r, height=clip.height * r,
-                                  format=gray_format(clip.format), keep=True)
-    process = upscaler.process
+    fmt = gray_format(core, clip.format)
+    width, height = clip.width * r, clip.height * r
+    template = core.std.BlankClip(clip, width=width, height=height, format=fmt, keep=True)
+    process, new_frame = upscaler.process, core.create_video_frame
 
-    def upscale_frame(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        """ModifyFrame callback: copy the blank frame, write the upscaled Y into it. Any failure
-        becomes `vs.Error("espcn.Upscale: frame n: ...")` instead of a bare traceback."""
+    def upscale_frame(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        """ModifyFrame callback: a new Y frame, written by the network from the source's Y.
+        Any failure becomes `vs.Error("espcn.Upscale: frame n: ...")`, not a bare traceback."""
         try:
-            out = f[0].copy()
-            process(np.asarray(f[1][0]), np.asarray(out[0]))
+            out = new_frame(fmt, width, height)
+            process(np.asarray(f[0]), np.asarray(out[0]))
             return out
         except Exception as exc:  # VapourSynth prefixes its own short traceback to the text
             log.debug("espcn.Upscale: frame %d failed", n, exc_info=True)
             raise frame_error(n, exc) from None
 
-    return vs.core.std.ModifyFrame(blank, [blank, clip], upscale_frame)
+    return core.std.ModifyFrame(template, clip, upscale_frame)

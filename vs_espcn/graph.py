@@ -94,26 +94,27 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
     """espcn.Upscale: Y through the ESPCN network, chroma through core.resize.<kernel>, same format,
     width*scale x height*scale, all source frame props kept."""
     clip = check_clip(clip)
+    core = vs.core.core  # the concrete core of this environment (R81 nodes do not expose theirs)
     tile = check_tiles(tilesize, overlap)
     resizer = check_options(backend, kernel, threads, device_id, num_streams, opt_level, workspace)
     info = models.resolve(model or "", scale)
-    core, eff_overlap, window = tile_plan(clip, info.radius, tile, overlap)
+    tile_core, eff_overlap, window = tile_plan(clip, info.radius, tile, overlap)
     options = backends.BackendOptions(
         ort=backends.OrtOptions(threads=threads),
         trt=backends.TrtOptions(fp16=bool(fp16), device_id=device_id, num_streams=num_streams,
                                 cuda_graph=bool(cuda_graph), static_shape=bool(static_shape),
                                 opt_level=opt_level, workspace=workspace, cache_dir=cache_dir or ""))
     net = backends.create(backend, info, window, options)
-    upscaler = frames.PlaneUpscaler(net, info.scale, (clip.height, clip.width), core, eff_overlap,
+    upscaler = frames.PlaneUpscaler(net, info.scale, (clip.height, clip.width), tile_core, eff_overlap,
                                     frames.Codec.of(clip.format))
-    luma = frames.luma_clip(clip, upscaler)
+    luma = frames.luma_clip(core, clip, upscaler)
     out = luma
     if clip.format.color_family == vs.YUV:
         r = info.scale
         # core.resize scales a clip flagged _FieldBased field by field; the luma went through
         # the network as one progressive picture, so the chroma must too (the flag itself is
         # restored on the output by CopyFrameProps below).
-        progressive = vs.core.std.RemoveFrameProps(clip, "_FieldBased")
-        chroma = getattr(vs.core.resize, resizer)(progressive, clip.width * r, clip.height * r)
-        out = vs.core.std.ShufflePlanes([luma, chroma], [0, 1, 2], vs.YUV)
-    return vs.core.std.CopyFrameProps(out, clip)
+        progressive = core.std.RemoveFrameProps(clip, "_FieldBased")
+        chroma = getattr(core.resize, resizer)(progressive, clip.width * r, clip.height * r)
+        out = core.std.ShufflePlanes([luma, chroma], [0, 1, 2], vs.YUV)
+    return core.std.CopyFrameProps(out, clip)
