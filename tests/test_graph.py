@@ -258,12 +258,12 @@ def test_frame_failure_is_a_vs_error_naming_the_frame(monkeypatch, random2):
 def test_luma_frames_are_created_not_copied_from_a_blank(random2):
     """The Y clip requests only the source: each output frame is a new frame the tiles fill, not
     a copy of a blank frame (which cost a whole-plane memcpy per frame)."""
-    from vs_espcn import frames
+    from vs_espcn import frames, tiling
 
     src = noise_clip(vs.GRAY16, 40, 24, length=2)
     info = models.load(random2)
     net = backends.create("ort", info, (24, 40))
-    up = frames.PlaneUpscaler(net, 2, (24, 40), (24, 40), info.radius, frames.Codec.of(src.format))
+    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(24, 40, (24, 40), info.radius), frames.Codec.of(src.format))
     luma = frames.luma_clip(core.core, src, up)
     assert len(luma.dependencies) == 1
     assert (luma.dependencies[0].width, luma.dependencies[0].height) == (40, 24)

@@ -50,7 +50,7 @@ def test_tiled_equals_untiled_frame_path(size, tile, random2):
     lr = np.random.default_rng(5).random(size, dtype=np.float32)
     whole = net.run(lr).copy()
     codec = frames.Codec(False, 1.0, 0)
-    up = frames.PlaneUpscaler(net, 2, size, tile, info.radius, codec)
+    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(*size, tile, info.radius), codec)
     out = np.full((size[0] * 2, size[1] * 2), np.nan, np.float32)
     up.process(lr, out)
     assert len(up.tiles) > 1
@@ -71,7 +71,8 @@ def test_overlap_smaller_than_radius_would_differ(random2):
     net = backends.create("ort", info, (40, 40))
     lr = np.random.default_rng(6).random((40, 40), dtype=np.float32)
     out = np.empty((80, 80), np.float32)
-    frames.PlaneUpscaler(net, 2, (40, 40), (10, 10), 0, frames.Codec(False, 1.0, 0)).process(lr, out)
+    plan = tiling.make_plan(40, 40, (10, 10), 0)
+    frames.PlaneUpscaler(net, 2, plan, frames.Codec(False, 1.0, 0)).process(lr, out)
     assert np.abs(out - net.run(lr)).max() > 1e-3
 
 
@@ -84,3 +85,26 @@ def test_tiled_graph_equals_untiled(fmt, random2):
     diff = np.abs(a.astype(np.float64) - b)
     assert diff.max() <= (1 if a.dtype.kind == "u" else 1e-3)
     assert np.mean(diff > 0) < 1e-3
+
+
+def test_graph_plans_once_and_shares_the_plan(monkeypatch, random2):
+    """graph.tile_plan computes the tiling once; the backend gets its window and the frame path
+    its tiles (the same objects), instead of a second tiling.plan in PlaneUpscaler."""
+    calls = []
+    real = tiling.plan
+    monkeypatch.setattr(tiling, "plan", lambda *a: calls.append(a) or real(*a))
+    seen = {}
+    real_up = frames.PlaneUpscaler.__init__
+
+    def spy(self, backend, scale, plan, codec):
+        seen["plan"] = plan
+        real_up(self, backend, scale, plan, codec)
+
+    monkeypatch.setattr(frames.PlaneUpscaler, "__init__", spy)
+    clip = noise_clip(vs.GRAY8, 45, 30, length=1)
+    out = graph.upscale(clip, model=str(random2), backend="ort", tilesize=[16, 12])
+    plane(out)
+    assert len(calls) == 1
+    p = seen["plan"]
+    assert (p.core, p.overlap, p.window) == ((12, 16), 4, (18, 23)) and len(p.tiles) == 9
+    assert graph.tile_plan(clip, 4, (12, 16), -1)[2] == (18, 23)  # index 2 = window (engines CLI)

@@ -57,10 +57,10 @@ class Codec:
 class PlaneUpscaler:
     """Upscales one (H, W) plane with a backend, tile by tile, into a preallocated output."""
 
-    def __init__(self, backend: Backend, scale: int, size: tuple[int, int],
-                 tile: tuple[int, int], overlap: int, codec: Codec) -> None:
+    def __init__(self, backend: Backend, scale: int, plan: tiling.Plan, codec: Codec) -> None:
+        """`plan` is the graph's tiling (the backend was created for `plan.window`)."""
         self.backend, self.scale, self.codec = backend, scale, codec
-        self.window, self.tiles = tiling.plan(size[0], size[1], tile[0], tile[1], overlap)
+        self.window, self.tiles = plan.window, plan.tiles
 
     def _direct(self, dst: np.ndarray) -> bool:
         """Can the backend write the whole output straight into `dst` (a float32 frame plane)?"""

@@ -77,13 +77,12 @@ def check_options(backend: str, kernel: str, threads: int, device_id: int, num_s
 
 
 def tile_plan(clip: vs.VideoNode, radius: int, tile: tuple[int, int] | None, overlap: int
-              ) -> tuple[tuple[int, int], int, tuple[int, int]]:
-    """(core tile (h, w), effective overlap, window shape fed to the backend)."""
+              ) -> tiling.Plan:
+    """The Y plane's tiling (core tile, effective overlap, window shape fed to the backend,
+    tiles), computed once per graph for both the backend and the frame path."""
     eff_overlap = max(overlap, radius)
     core = tile or tiling.auto_tilesize(clip.height, clip.width)
-    core = (min(core[0], clip.height), min(core[1], clip.width))
-    window, _ = tiling.plan(clip.height, clip.width, core[0], core[1], eff_overlap)
-    return core, eff_overlap, window
+    return tiling.make_plan(clip.height, clip.width, core, eff_overlap)
 
 
 def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backend: str = "auto",
@@ -98,15 +97,14 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
     tile = check_tiles(tilesize, overlap)
     resizer = check_options(backend, kernel, threads, device_id, num_streams, opt_level, workspace)
     info = models.resolve(model or "", scale)
-    tile_core, eff_overlap, window = tile_plan(clip, info.radius, tile, overlap)
+    plan = tile_plan(clip, info.radius, tile, overlap)
     options = backends.BackendOptions(
         ort=backends.OrtOptions(threads=threads),
         trt=backends.TrtOptions(fp16=bool(fp16), device_id=device_id, num_streams=num_streams,
                                 cuda_graph=bool(cuda_graph), static_shape=bool(static_shape),
                                 opt_level=opt_level, workspace=workspace, cache_dir=cache_dir or ""))
-    net = backends.create(backend, info, window, options)
-    upscaler = frames.PlaneUpscaler(net, info.scale, (clip.height, clip.width), tile_core, eff_overlap,
-                                    frames.Codec.of(clip.format))
+    net = backends.create(backend, info, plan.window, options)
+    upscaler = frames.PlaneUpscaler(net, info.scale, plan, frames.Codec.of(clip.format))
     luma = frames.luma_clip(core, clip, upscaler)
     out = luma
     if clip.format.color_family == vs.YUV:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Automatic tiles: the biggest window fed at once (LR pixels). ESPCN keeps ~100 float32
 # activations per LR pixel (64 + 32 + r^2 channels): a whole 1080p plane peaks at ~1 GiB RSS in
@@ -76,3 +77,20 @@ def plan(height: int, width: int, tile_h: int, tile_w: int, overlap: int
     wh, ys = plan_axis(height, tile_h, overlap)
     ww, xs = plan_axis(width, tile_w, overlap)
     return (wh, ww), [Tile(y, x) for y in ys for x in xs]
+
+
+class Plan(NamedTuple):
+    """The tiling of one plane, computed once per graph and shared by the backend (window
+    shape) and the frame path (tiles). Index 2 is the window, as graph.tile_plan always returned."""
+
+    core: tuple[int, int]  # requested core size (h, w), clipped to the plane
+    overlap: int  # context pixels per side
+    window: tuple[int, int]  # (h, w) fed to the backend on every call
+    tiles: tuple[Tile, ...]
+
+
+def make_plan(height: int, width: int, core: tuple[int, int], overlap: int) -> Plan:
+    """`plan` as a Plan, with the core clipped to the plane."""
+    core = (min(core[0], height), min(core[1], width))
+    window, tiles = plan(height, width, core[0], core[1], overlap)
+    return Plan(core, overlap, window, tuple(tiles))
