@@ -1,9 +1,15 @@
 """TensorRT / TensorRT-RTX backend: engine key -> cached or freshly built engine -> context pool.
 
 Build (`trt_build`), cache (`engine_cache`) and run (`trt_run`) live apart; this module wires
-them and turns every failure into `vapoursynth.Error("espcn.Upscale: ...; use backend=\"ort\"")`.
-A cached engine that TensorRT cannot deserialize (other driver, other TensorRT build, corrupt
-bytes that slipped past the checksum) is deleted and rebuilt once, with a warning.
+them and turns every failure (whatever exception TensorRT or CUDA raise) into
+`vapoursynth.Error("espcn.Upscale: ...; use backend=\"ort\"")`. A cached engine that TensorRT
+cannot deserialize (returns None or raises: other driver, other TensorRT build, corrupt bytes
+that slipped past the checksum) is deleted and rebuilt once, with a warning.
+
+The deserialized engine with its CUDA buffers and streams (a `_Runner`) is shared process-wide
+per (engine key, device, streams, graphs, cache dir) in a small LRU, like the ONNX Runtime
+session cache: a script that calls Upscale per frame (inside FrameEval) deserializes and
+allocates once, not per call. `TrtBackend` is a cheap handle on a runner.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import logging
 import re
 import threading
 import weakref
+from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +29,7 @@ from .trt_env import GpuInfo, import_trt, package_of, probe_gpu, trt_available  
 
 log = logging.getLogger("vs_espcn")
 FALLBACK = 'use backend="ort" (CPU) instead'
+MAX_RUNNERS = 4  # engines + GPU buffers kept alive for reuse; an evicted one is freed with its last backend
 
 
 def _error(msg: str) -> Exception:
@@ -72,8 +80,9 @@ def timing_cache_path(cache: EngineCache, key: EngineKey) -> Path:
 def ensure_engine(model, shape: tuple[int, int], options, trt: ModuleType,
                   gpu: GpuInfo | None) -> tuple[EngineCache, EngineKey, Path, bytes, bool]:
     """Cached engine bytes for the key, building (under the cache lock) when absent or invalid.
-    Returns (cache, key, path, engine bytes, built_now). Raises BuildError / OSError."""
-    from .trt_build import BuildSpec, build_serialized
+    Returns (cache, key, path, engine bytes, built_now). Raises BuildError (any failure of the
+    build, whatever TensorRT raised) / OSError (cache directory, lock)."""
+    from .trt_build import BuildError, BuildSpec, build_serialized
 
     cache = EngineCache(_opt(options, "cache_dir", "") or None)
     key = make_key(model, shape, options, trt, gpu)
@@ -83,73 +92,99 @@ def ensure_engine(model, shape: tuple[int, int], options, trt: ModuleType,
                     key.shape_label(), key.precision, key.trt_package, key.trt_version, key.model_name)
         spec = BuildSpec(profile=key.profile, fp16=key.precision == "fp16", opt_level=key.opt_level,
                          workspace_mib=key.workspace_mib, timing_cache=timing_cache_path(cache, key))
-        return build_serialized(trt, Path(model.path).read_bytes(), spec)
+        try:
+            return build_serialized(trt, Path(model.path).read_bytes(), spec)
+        except BuildError:
+            raise
+        except Exception as e:  # a TensorRT API error (TypeError, RuntimeError, ...) is a failed build too
+            raise BuildError(f"{type(e).__name__}: {e}") from e
 
     path, data, built = cache.get_or_build(key, build)
     return cache, key, path, data, built
 
 
-class _Engine:
-    """A deserialized engine plus the runtime that must outlive it."""
+def _ensure_or_error(model, shape, options, trt, gpu):
+    """`ensure_engine` with its failures turned into the user-facing error."""
+    from .trt_build import BuildError
 
-    def __init__(self, trt: ModuleType, data: bytes) -> None:
+    try:
+        return ensure_engine(model, shape, options, trt, gpu)
+    except BuildError as e:
+        raise _error(f"TensorRT engine build failed: {e}") from e
+    except Exception as e:  # OSError, filelock.Timeout, ...
+        raise _error(f"TensorRT engine cache error: {type(e).__name__}: {e}") from e
+
+
+class _Runtime:
+    """A TensorRT runtime with the logger that must outlive every engine it deserializes."""
+
+    def __init__(self, trt: ModuleType) -> None:
         from .trt_build import make_logger
 
         self.logger = make_logger(trt)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(data)
 
-    def io_names(self, trt: ModuleType) -> tuple[str, str]:
-        """(input name, output name) of a one-input one-output engine."""
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outs = [n for n in names if n not in ins]
-        if len(ins) != 1 or len(outs) != 1:
-            raise _error(f"TensorRT engine has {len(ins)} inputs / {len(outs)} outputs, expected 1 / 1")
-        for n in (ins[0], outs[0]):
-            if self.engine.get_tensor_dtype(n) != trt.DataType.FLOAT:
-                raise _error(f"TensorRT engine tensor {n!r} is {self.engine.get_tensor_dtype(n)}, expected float32")
-        return ins[0], outs[0]
+    def deserialize(self, data: bytes) -> tuple[object | None, str]:
+        """(ICudaEngine, "") or (None, why): TensorRT signals a bad engine by returning None or,
+        in some versions and bindings, by raising; both mean "this file cannot be used"."""
+        self.logger.errors.clear()
+        try:
+            engine = self.runtime.deserialize_cuda_engine(data)
+        except Exception as e:  # noqa: BLE001
+            return None, f"{type(e).__name__}: {e}"
+        return engine, ("" if engine is not None else " | ".join(self.logger.errors) or "no detail")
 
 
-class TrtBackend:
-    """Backend protocol implementation on TensorRT: `scale`, thread-safe `run(lr)`."""
+def io_names(engine, trt: ModuleType) -> tuple[str, str]:
+    """(input name, output name) of a one-input one-output float32 engine."""
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    ins = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outs = [n for n in names if n not in ins]
+    if len(ins) != 1 or len(outs) != 1:
+        raise _error(f"TensorRT engine has {len(ins)} inputs / {len(outs)} outputs, expected 1 / 1")
+    for n in (ins[0], outs[0]):
+        if engine.get_tensor_dtype(n) != trt.DataType.FLOAT:
+            raise _error(f"TensorRT engine tensor {n!r} is {engine.get_tensor_dtype(n)}, expected float32")
+    return ins[0], outs[0]
 
-    def __init__(self, model, shape: tuple[int, int], options=None) -> None:
-        device = int(_opt(options, "device_id", 0))
-        ok, why = trt_available(device_id=device)
-        if not ok:
-            raise _error(f'backend="trt" is unavailable: {why}')
-        trt, _ = import_trt()
-        gpu, _ = probe_gpu(device)
-        self.scale = int(model.scale)
-        self.shape = (int(shape[0]), int(shape[1]))
+
+class _Runner:
+    """A deserialized engine, its runtime and a pool of execution slots on one CUDA device:
+    everything on the GPU one (engine key, run options) needs. Shared by TrtBackend handles;
+    its CUDA buffers and streams are freed when the last reference goes (or on `close`)."""
+
+    def __init__(self, trt: ModuleType, model, shape: tuple[int, int], options, gpu: GpuInfo,
+                 device: int) -> None:
+        from .trt_run import CudaApi
+
+        self.scale, self.shape, self.device = int(model.scale), shape, device
         self.dynamic = not bool(_opt(options, "static_shape", True))
         self._rtcache_path: Path | None = None
         self._rtcache = None
         self._saved = threading.Event()
-        self._engine = self._load(trt, model, options, gpu)
-        self._pool = self._make_pool(trt, options, device)
-        self._finalizer = weakref.finalize(self, _close_slots, list(self._pool.slots))
-
-    def _load(self, trt: ModuleType, model, options, gpu: GpuInfo) -> _Engine:
-        from .trt_build import BuildError
-
         try:
-            cache, key, path, data, built = ensure_engine(model, self.shape, options, trt, gpu)
-            engine = _Engine(trt, data)
-            if engine.engine is None and not built:
-                cache.invalidate(key, "TensorRT could not deserialize it (built by another TensorRT/driver, or corrupt)")
-                cache, key, path, data, built = ensure_engine(model, self.shape, options, trt, gpu)
-                engine = _Engine(trt, data)
-        except BuildError as e:
-            raise _error(f"TensorRT engine build failed: {e}") from e
-        except OSError as e:
-            raise _error(f"TensorRT engine cache error: {e}") from e
-        if engine.engine is None:
-            detail = " | ".join(engine.logger.errors) or "no detail"
+            self.cuda = CudaApi()
+            self.cuda.set_device(device)  # the engine is deserialized onto the current device
+            self.runtime = _Runtime(trt)
+        except Exception as e:
+            raise _error(f"TensorRT runtime could not start on CUDA device {device} ({gpu.name}): "
+                         f"{type(e).__name__}: {e}") from e
+        self.engine = self._load(trt, model, options, gpu)
+        self.pool = self._make_pool(trt, options)
+        self._finalizer = weakref.finalize(self, _close_slots, list(self.pool.slots))
+
+    def _load(self, trt: ModuleType, model, options, gpu: GpuInfo):
+        """The deserialized engine; a cached one that does not deserialize is rebuilt once."""
+        cache, key, path, data, built = _ensure_or_error(model, self.shape, options, trt, gpu)
+        engine, why = self.runtime.deserialize(data)
+        if engine is None and not built:
+            cache.invalidate(key, f"TensorRT could not deserialize it ({why}; built by another "
+                                  "TensorRT/driver, or corrupt)")
+            cache, key, path, data, built = _ensure_or_error(model, self.shape, options, trt, gpu)
+            engine, why = self.runtime.deserialize(data)
+        if engine is None:
             raise _error(f"TensorRT could not load engine {path} on {gpu.name} (GPU unsupported by "
-                         f"{key.trt_package}, or out of GPU memory): {detail}")
+                         f"{key.trt_package}, or out of GPU memory): {why}")
         self._rtcache_path = path.with_suffix(".rtcache")
         log.info("espcn: TensorRT engine %s", path)
         return engine
@@ -157,10 +192,9 @@ class TrtBackend:
     def _runtime_config(self, trt: ModuleType, cuda_graph: bool):
         """TensorRT-RTX (and newer TensorRT) runtime config: built-in CUDA graphs and the JIT
         kernel runtime cache persisted beside the engine. None where unsupported."""
-        engine = self._engine.engine
-        if not hasattr(engine, "create_runtime_config"):
+        if not hasattr(self.engine, "create_runtime_config"):
             return None
-        config = engine.create_runtime_config()
+        config = self.engine.create_runtime_config()
         if cuda_graph and hasattr(trt, "CudaGraphStrategy") and hasattr(config, "cuda_graph_strategy"):
             config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
         if hasattr(config, "create_runtime_cache") and self._rtcache_path is not None:
@@ -174,30 +208,30 @@ class TrtBackend:
                 self._rtcache = None
         return config
 
-    def _make_pool(self, trt: ModuleType, options, device: int):
-        from .trt_run import CudaApi, CudaError, ExecSlot, SlotPool
+    def _make_pool(self, trt: ModuleType, options):
+        from .trt_run import ExecSlot, SlotPool
 
-        names = self._engine.io_names(trt)
+        names = io_names(self.engine, trt)
         cuda_graph = bool(_opt(options, "cuda_graph", False))
-        config = self._runtime_config(trt, cuda_graph)
-        builtin_graph = config is not None and cuda_graph and hasattr(config, "cuda_graph_strategy")
         slots = []
         try:
-            cuda = CudaApi()
+            config = self._runtime_config(trt, cuda_graph)
+            builtin_graph = config is not None and cuda_graph and hasattr(config, "cuda_graph_strategy")
             for _ in range(max(1, int(_opt(options, "num_streams", 1)))):
-                ctx = (self._engine.engine.create_execution_context(config) if config is not None
-                       else self._engine.engine.create_execution_context())
+                ctx = (self.engine.create_execution_context(config) if config is not None
+                       else self.engine.create_execution_context())
                 if ctx is None:
-                    raise CudaError("create_execution_context returned None (out of GPU memory?)")
-                slots.append(ExecSlot(cuda, ctx, names, self.shape, self.scale, device=device,
+                    raise RuntimeError("create_execution_context returned None (out of GPU memory?)")
+                slots.append(ExecSlot(self.cuda, ctx, names, self.shape, self.scale, device=self.device,
                                       dynamic=self.dynamic, cuda_graph=cuda_graph and not builtin_graph))
-        except (CudaError, ImportError) as e:
+        except Exception as e:  # CudaError, or whatever the TensorRT bindings raise
             for slot in slots:
                 slot.close()
-            raise _error(f"TensorRT could not set up execution on CUDA device {device}: {e}") from e
+            raise _error(f"TensorRT could not set up execution on CUDA device {self.device}: "
+                         f"{type(e).__name__}: {e}") from e
         return SlotPool(slots)
 
-    def _save_runtime_cache(self) -> None:
+    def save_runtime_cache(self) -> None:
         """Persist the RTX JIT kernel cache once, after the first frame compiled the kernels."""
         if self._saved.is_set() or self._rtcache is None or self._rtcache_path is None:
             return
@@ -207,23 +241,84 @@ class TrtBackend:
         except Exception as e:  # noqa: BLE001
             log.warning("espcn: could not save TensorRT runtime cache %s (%s)", self._rtcache_path, e)
 
-    def run(self, lr: np.ndarray) -> np.ndarray:
-        """float32 (H, W) LR tile -> float32 (H*scale, W*scale). Thread-safe."""
-        try:
-            out = self._pool.run(lambda slot: slot.infer(lr))
-        except ValueError as e:
-            raise _error(str(e)) from e
-        except RuntimeError as e:  # CudaError or a failed enqueue
-            raise _error(f"TensorRT inference failed: {e}") from e
-        self._save_runtime_cache()
-        return out
-
     def close(self) -> None:
-        """Free GPU buffers and streams now (otherwise done when the backend is collected)."""
+        """Free GPU buffers and streams now."""
         self._finalizer()
 
 
+_runners: OrderedDict[tuple, _Runner] = OrderedDict()
+_runners_lock = threading.Lock()
+
+
+def shared_runner(trt: ModuleType, model, shape: tuple[int, int], options, gpu: GpuInfo,
+                  device: int) -> _Runner:
+    """The process-wide runner for this engine key and run options, created on first use.
+    Creation happens under the lock, so concurrent Upscale calls build and load once."""
+    key = make_key(model, shape, options, trt, gpu)
+    rkey = (key, device, max(1, int(_opt(options, "num_streams", 1))), bool(_opt(options, "cuda_graph", False)),
+            str(EngineCache(_opt(options, "cache_dir", "") or None).directory))
+    with _runners_lock:
+        runner = _runners.get(rkey)
+        if runner is None:
+            runner = _runners[rkey] = _Runner(trt, model, shape, options, gpu, device)
+            while len(_runners) > MAX_RUNNERS:
+                _runners.popitem(last=False)  # freed when its last TrtBackend goes
+        _runners.move_to_end(rkey)
+    return runner
+
+
+def clear_runners() -> None:
+    """Forget every shared runner (each is freed once no TrtBackend uses it)."""
+    with _runners_lock:
+        _runners.clear()
+
+
+class TrtBackend:
+    """Backend protocol implementation on TensorRT: `scale`, thread-safe `run(lr)` and
+    `run_into(lr, out)`. A light handle on the shared runner of its engine."""
+
+    def __init__(self, model, shape: tuple[int, int], options=None) -> None:
+        device = int(_opt(options, "device_id", 0))
+        ok, why = trt_available(device_id=device)
+        if not ok:
+            raise _error(f'backend="trt" is unavailable: {why}')
+        trt, _ = import_trt()
+        gpu, _ = probe_gpu(device)
+        self.scale = int(model.scale)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dynamic = not bool(_opt(options, "static_shape", True))
+        self._runner: _Runner | None = shared_runner(trt, model, self.shape, options, gpu, device)
+
+    def _call(self, fn):
+        """Run `fn(slot)` on a borrowed slot; every failure becomes the user-facing error."""
+        runner = self._runner
+        if runner is None:
+            raise _error("this TensorRT backend was closed")
+        try:
+            result = runner.pool.run(fn)
+        except ValueError as e:
+            raise _error(str(e)) from e
+        except Exception as e:  # CudaError, a failed enqueue, whatever the bindings raise
+            raise _error(f"TensorRT inference failed: {type(e).__name__}: {e}") from e
+        runner.save_runtime_cache()
+        return result
+
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        """float32 (H, W) LR tile -> float32 (H*scale, W*scale). Thread-safe."""
+        return self._call(lambda slot: slot.infer(lr))
+
+    def run_into(self, lr: np.ndarray, out: np.ndarray) -> None:
+        """Like `run`, but writes the (H*scale, W*scale) result into `out` (float32, any
+        strides, e.g. a view of the output frame's plane). Thread-safe."""
+        self._call(lambda slot: slot.infer_into(lr, out))
+
+    def close(self) -> None:
+        """Stop using the shared runner. Its GPU memory is freed once no backend uses it and it
+        has left the process cache (`clear_runners`, or evicted by newer engines)."""
+        self._runner = None
+
+
 def _close_slots(slots: list) -> None:
-    """Release every slot's CUDA resources (also runs when a backend is garbage-collected)."""
+    """Release every slot's CUDA resources (also runs when a runner is garbage-collected)."""
     for slot in slots:
         slot.close()
