@@ -87,17 +87,21 @@ def test_fp32_engine_is_closer_than_fp16(models, tmp_path):
 
 
 def test_engine_is_reused_and_truncated_engine_rebuilt(models, tmp_path, caplog):
+    from vs_espcn.backends import trt
+
     clip = photo_clip(vs.YUV420P8)
     path = next(iter(models.values()))
     kw = dict(model=str(path), backend="trt", cache_dir=str(tmp_path))
     with caplog.at_level(logging.INFO, logger="vs_espcn"):
         first = graph.upscale(clip, **kw)
         assert "building TensorRT engine" in caplog.text
+        trt.clear_runners()  # make the next call load from disk, not reuse the in-memory engine
         caplog.clear()
         graph.upscale(clip, **kw)
-        assert "building TensorRT engine" not in caplog.text
+        assert "building TensorRT engine" not in caplog.text and "TensorRT engine " in caplog.text
         [engine] = list(tmp_path.glob("*.engine"))
         engine.write_bytes(engine.read_bytes()[:1000])
+        trt.clear_runners()
         caplog.clear()
         again = graph.upscale(clip, **kw)
         assert "truncated or corrupt" in caplog.text and "building TensorRT engine" in caplog.text
@@ -114,6 +118,35 @@ def test_streams_and_cuda_graphs_give_identical_frames(models, tmp_path):
         got = list(ex.map(lambda n: np.array(fast.get_frame(n)[0]), range(clip.num_frames)))
     for n, plane in enumerate(got):
         np.testing.assert_array_equal(plane, np.asarray(base.get_frame(n)[0]))
+
+
+def test_upscale_per_frame_reuses_one_engine(models, tmp_path):
+    """Upscale inside FrameEval: every call after the first reuses the loaded engine and buffers."""
+    from vs_espcn.backends import trt
+
+    trt.clear_runners()
+    clip = photo_clip(vs.YUV420P8, length=4)
+    path = next(iter(models.values()))
+    kw = dict(model=str(path), backend="trt", cache_dir=str(tmp_path))
+    whole = graph.upscale(clip, **kw)
+    per_frame = core.std.FrameEval(whole, lambda n: graph.upscale(clip[n], **kw)[0] * clip.num_frames)
+    for n in range(clip.num_frames):
+        np.testing.assert_array_equal(np.asarray(per_frame.get_frame(n)[0]), np.asarray(whole.get_frame(n)[0]))
+    assert len(trt._runners) == 1
+
+
+def test_run_into_strided_view_matches_run(models, tmp_path):
+    from vs_espcn import models as registry
+    from vs_espcn.backends import TrtOptions
+    from vs_espcn.backends.trt import TrtBackend
+
+    info = registry.load(next(iter(models.values())))
+    backend = TrtBackend(info, (48, 64), TrtOptions(cache_dir=str(tmp_path)))
+    lr = np.random.default_rng(0).random((48, 64), dtype=np.float32) * 0.8 + 0.1
+    s = info.scale
+    frame = np.zeros((48 * s + 4, 64 * s + 8), np.float32)
+    backend.run_into(lr, frame[2:2 + 48 * s, 4:4 + 64 * s])
+    np.testing.assert_array_equal(frame[2:2 + 48 * s, 4:4 + 64 * s], backend.run(lr))
 
 
 def test_dynamic_profile_and_tiles_match_ort(models, tmp_path):
