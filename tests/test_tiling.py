@@ -102,9 +102,25 @@ def test_graph_plans_once_and_shares_the_plan(monkeypatch, random2):
 
     monkeypatch.setattr(frames.PlaneUpscaler, "__init__", spy)
     clip = noise_clip(vs.GRAY8, 45, 30, length=1)
-    out = graph.upscale(clip, model=str(random2), backend="ort", tilesize=[16, 12])
+    out = graph.upscale(clip, model=str(random2), backend="ort", tilesize=[20, 17])
     plane(out)
     assert len(calls) == 1
     p = seen["plan"]
-    assert (p.core, p.overlap, p.window) == ((12, 16), 4, (18, 23)) and len(p.tiles) == 9
-    assert graph.tile_plan(clip, 4, (12, 16), -1)[2] == (18, 23)  # index 2 = window (engines CLI)
+    assert (p.core, p.overlap, p.window) == ((17, 20), 4, (23, 23)) and len(p.tiles) == 6
+    assert graph.tile_plan(clip, 4, (17, 20), -1)[2] == (23, 23)  # index 2 = window (engines CLI)
+
+
+def test_tiny_tiles_are_raised_to_the_minimum(caplog, random2):
+    """tilesize=[1] would mean one backend call per LR pixel (8 million on a 4K plane, looks like
+    a hang): sides below max(16, 2*overlap) are raised, with a note, and the output is unchanged."""
+    import logging
+
+    clip = noise_clip(vs.GRAYS, 70, 40, length=1)
+    assert graph.tile_plan(clip, 4, (1, 1), -1).core == (16, 16)
+    assert graph.tile_plan(clip, 4, (1, 50), 12).core == (24, 50)  # 2 * overlap when larger
+    assert graph.tile_plan(clip, 4, (20, 30), -1).core == (20, 30)  # big enough: untouched
+    with caplog.at_level(logging.WARNING, logger="vs_espcn"):
+        tiled = graph.upscale(clip, model=str(random2), backend="ort", tilesize=[1])
+    assert any("raised to at least 16" in r.getMessage() for r in caplog.records)
+    whole = graph.upscale(clip, model=str(random2), backend="ort")
+    assert np.abs(plane(tiled) - plane(whole)).max() <= 1e-6

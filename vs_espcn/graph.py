@@ -7,12 +7,15 @@ source and aligned with the upscaled luma. Every check raises `vs.Error` naming 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import vapoursynth as vs
 
 from vs_espcn import backends, frames, models, tiling
 
+log = logging.getLogger("vs_espcn")
+MIN_TILE = 16  # LR pixels: smallest tile core side honoured (see min_tile)
 KERNELS = {"point": "Point", "bilinear": "Bilinear", "bicubic": "Bicubic", "spline16": "Spline16",
            "spline36": "Spline36", "spline64": "Spline64", "lanczos": "Lanczos"}
 # (subsampling_w, subsampling_h) -> name, for the YUV layouts the plugin accepts
@@ -48,7 +51,10 @@ def check_clip(clip: object) -> vs.VideoNode:
 
 
 def check_tiles(tilesize: Sequence[int], overlap: int) -> tuple[int, int] | None:
-    """Validate tilesize/overlap; return the (h, w) tile or None for automatic tiling."""
+    """Validate tilesize/overlap; return the (h, w) tile or None for automatic tiling.
+
+    Sizes must be >= 1 here; `tile_plan` then raises sides below max(16, 2 * overlap) to that
+    minimum (with a logged note), since tiny tiles only multiply the backend calls."""
     tiles = list(tilesize or ())
     if len(tiles) > 2 or any(int(t) < 1 for t in tiles):
         raise _error(f"tilesize={tiles} is invalid", "use [] (automatic), [w] or [w, h] with sizes >= 1")
@@ -76,11 +82,27 @@ def check_options(backend: str, kernel: str, threads: int, device_id: int, num_s
     return KERNELS[kernel.lower()]
 
 
+def min_tile(overlap: int) -> int:
+    """Smallest tile core (LR pixels per side) honoured: max(MIN_TILE, 2 * overlap), so context
+    never dominates a window and a 4K plane never becomes millions of backend calls."""
+    return max(MIN_TILE, 2 * overlap)
+
+
 def tile_plan(clip: vs.VideoNode, radius: int, tile: tuple[int, int] | None, overlap: int
               ) -> tiling.Plan:
     """The Y plane's tiling (core tile, effective overlap, window shape fed to the backend,
-    tiles), computed once per graph for both the backend and the frame path."""
+    tiles), computed once per graph for both the backend and the frame path.
+
+    A requested tile side below `min_tile(overlap)` is raised to it (a note on the vs_espcn
+    logger): tilesize=[1] on a 2160p clip would otherwise mean 8 million backend calls per frame.
+    """
     eff_overlap = max(overlap, radius)
+    if tile is not None:
+        low = min_tile(eff_overlap)
+        if min(tile) < low:
+            log.warning("espcn.Upscale: tilesize %s raised to at least %d (the minimum for overlap %d)",
+                        list(tile[::-1]), low, eff_overlap)
+            tile = (max(tile[0], low), max(tile[1], low))
     core = tile or tiling.auto_tilesize(clip.height, clip.width)
     return tiling.make_plan(clip.height, clip.width, core, eff_overlap)
 
