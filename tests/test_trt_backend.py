@@ -220,3 +220,12 @@ def test_concurrent_first_calls_build_once(fake_backend_env, monkeypatch):
         gate.set()
         runners = {id(f.result()._runner) for f in futures}
     assert len(runners) == 1 and env["builds"] == 1
+
+
+def test_real_runtime_reports_why_garbage_does_not_deserialize():
+    """With the installed TensorRT (tensorrt-rtx in CI): a bad engine gives (None, TensorRT's reason)."""
+    from tests.trt_helpers import require_builder
+
+    trt = require_builder()
+    engine, why = trt_mod._Runtime(trt).deserialize(b"not an engine" * 10)
+    assert engine is None and "Error Code" in why
