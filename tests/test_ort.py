@@ -68,7 +68,7 @@ def test_options_are_frozen_keyword_only():
 
 def test_auto_warns_once_only_with_gpu(monkeypatch, caplog, random2):
     info = models.load(random2)
-    monkeypatch.setattr(backends, "trt_status", lambda: (False, "no libnvinfer"))
+    monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no libnvinfer"))
     monkeypatch.setattr(backends, "_warned", set())
     monkeypatch.setattr(backends, "gpu_present", lambda: False)
     with caplog.at_level(logging.WARNING, logger="vs_espcn"):
@@ -82,7 +82,7 @@ def test_auto_warns_once_only_with_gpu(monkeypatch, caplog, random2):
 
 
 def test_auto_falls_back_when_trt_build_fails(monkeypatch, random2):
-    monkeypatch.setattr(backends, "trt_status", lambda: (True, ""))
+    monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (True, ""))
     monkeypatch.setattr(backends, "gpu_present", lambda: False)
 
     def broken(*args):
@@ -153,3 +153,25 @@ def test_model_with_double_output_fails_at_load(tmp_path):
     onnx.save(m, tmp_path / "f64.onnx")
     with pytest.raises(vs.Error, match=r"espcn.Upscale: model .* expected float32\(1, 1, 18, 14\)"):
         backends.create("ort", models.load(tmp_path / "f64.onnx"), (64, 64))
+
+
+def test_trt_probe_asks_about_the_requested_device(monkeypatch, random2):
+    """backend="trt"/"auto" probe the CUDA device of `device_id`, not always device 0."""
+    from vs_espcn.backends import trt
+
+    asked = []
+    monkeypatch.setattr(trt, "trt_available", lambda device_id=0: asked.append(device_id) or
+                        (False, f"device {device_id} is busy"))
+    info = models.load(random2)
+    with pytest.raises(vs.Error, match="device 3 is busy"):
+        backends.create("trt", info, (8, 8), backends.TrtOptions(device_id=3))
+    backends.create("auto", info, (8, 8), backends.TrtOptions(device_id=2))
+    assert asked == [3, 2]
+
+
+def test_trt_probe_without_device_keyword_still_works(monkeypatch):
+    """An older trt_available() without the keyword is still asked (graceful fallback)."""
+    from vs_espcn.backends import trt
+
+    monkeypatch.setattr(trt, "trt_available", lambda: (False, "legacy probe"))
+    assert backends.trt_status(1) == (False, "legacy probe")

@@ -6,6 +6,7 @@ only inside the backend modules, so `import vs_espcn.backends` stays cheap.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -87,13 +88,25 @@ def gpu_present() -> bool:
             or shutil.which("nvidia-smi") is not None)
 
 
-def trt_status() -> tuple[bool, str]:
-    """Ask `vs_espcn.backends.trt.trt_available()`; a missing/broken module means unavailable."""
+def _accepts_device_id(func) -> bool:
+    """Does `func` take a `device_id` keyword (older trt_available() probed device 0 only)?"""
+    try:
+        return "device_id" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def trt_status(device_id: int = 0) -> tuple[bool, str]:
+    """Ask `vs_espcn.backends.trt.trt_available(device_id=...)` about the CUDA device the graph
+    will use; a missing/broken module means unavailable. A trt_available without the keyword is
+    still called (it can only answer for its default device)."""
     try:
         from vs_espcn.backends import trt
     except ImportError as exc:
         return False, f"the TensorRT backend cannot be imported ({exc})"
     try:
+        if _accepts_device_id(trt.trt_available):
+            return trt.trt_available(device_id=device_id)
         return trt.trt_available()
     except Exception as exc:  # a probe must never take the host down
         return False, f"TensorRT probe failed ({type(exc).__name__}: {exc})"
@@ -131,13 +144,13 @@ def create(kind: str, model: "ModelInfo", shape: tuple[int, int],
     if kind == "ort":
         return _create_ort(model, shape, opts.ort)
     if kind == "trt":
-        ok, reason = trt_status()
+        ok, reason = trt_status(opts.trt.device_id)
         if not ok:
             raise _error(f'backend="trt" is unavailable: {reason}', 'use backend="ort" (CPU) or "auto"')
         return _create_trt(model, shape, opts.trt)
     if kind != "auto":
         raise _error(f"unknown backend {kind!r}", 'supported backends are "auto", "ort", "trt"')
-    ok, reason = trt_status()
+    ok, reason = trt_status(opts.trt.device_id)
     if ok:
         try:
             return _create_trt(model, shape, opts.trt)
