@@ -178,8 +178,11 @@ class _Runner:
         cache, key, path, data, built = _ensure_or_error(model, self.shape, options, trt, gpu)
         engine, why = self.runtime.deserialize(data)
         if engine is None and not built:
-            cache.invalidate(key, f"TensorRT could not deserialize it ({why}; built by another "
-                                  "TensorRT/driver, or corrupt)")
+            try:
+                cache.invalidate(key, f"TensorRT could not deserialize it ({why}; built by another "
+                                      "TensorRT/driver, or corrupt)")
+            except OSError as e:
+                raise _error(f"TensorRT engine cache error: cannot delete bad engine {path}: {e}") from e
             cache, key, path, data, built = _ensure_or_error(model, self.shape, options, trt, gpu)
             engine, why = self.runtime.deserialize(data)
         if engine is None:
@@ -240,10 +243,6 @@ class _Runner:
             atomic_write(self._rtcache_path, bytes(self._rtcache.serialize()))
         except Exception as e:  # noqa: BLE001
             log.warning("espcn: could not save TensorRT runtime cache %s (%s)", self._rtcache_path, e)
-
-    def close(self) -> None:
-        """Free GPU buffers and streams now."""
-        self._finalizer()
 
 
 _runners: OrderedDict[tuple, _Runner] = OrderedDict()
