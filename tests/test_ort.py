@@ -175,3 +175,30 @@ def test_trt_probe_without_device_keyword_still_works(monkeypatch):
 
     monkeypatch.setattr(trt, "trt_available", lambda: (False, "legacy probe"))
     assert backends.trt_status(1) == (False, "legacy probe")
+
+
+def test_run_into_is_part_of_the_protocol(monkeypatch, random2):
+    """Every backend create() returns has run_into: a backend with only run (here a stand-in
+    for TensorRT) is completed by an adapter, and the float frame path uses it unconditionally."""
+    from vs_espcn import frames, tiling
+    from vs_espcn.backends import trt
+
+    assert callable(getattr(backends.Backend, "run_into", None))
+    ort_net = backends.create("ort", models.load(random2), (10, 12))
+    assert isinstance(ort_net, ort_backend.OrtBackend)  # implements it itself: not wrapped
+
+    class RunOnly:
+        def __init__(self, model, shape, options):
+            self.scale, self.shape, self.inner = model.scale, shape, ort_net
+
+        def run(self, lr):
+            return self.inner.run(lr)
+
+    monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (True, ""))
+    monkeypatch.setattr(trt, "TrtBackend", RunOnly)
+    net = backends.create("trt", models.load(random2), (10, 12))
+    assert net.shape == (10, 12) and net.scale == 2
+    lr = np.random.default_rng(1).random((10, 12), dtype=np.float32)
+    out = np.full((20, 24), np.nan, np.float32)
+    frames.PlaneUpscaler(net, 2, tiling.make_plan(10, 12, (10, 12), 4), frames.Codec(False, 1.0, 0)).process(lr, out)
+    assert np.array_equal(out, ort_net.run(lr))

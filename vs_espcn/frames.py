@@ -65,7 +65,7 @@ class PlaneUpscaler:
     def _direct(self, dst: np.ndarray) -> bool:
         """Can the backend write the whole output straight into `dst` (a float32 frame plane)?"""
         return (not self.codec.integer and dst.dtype == np.float32 and dst.flags.c_contiguous
-                and dst.flags.writeable and hasattr(self.backend, "run_into"))
+                and dst.flags.writeable)
 
     def process(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Upscale `src` (H, W) into `dst` (H*r, W*r); both may be strided frame views."""
