@@ -203,3 +203,18 @@ def test_model_without_depth_to_space_is_checked_by_shape(tmp_path):
     """A Resize-based network is accepted when its output really is input x scale."""
     info = models.resolve(_save(_resize_model(3, 3), tmp_path / "ok.onnx"), None)
     assert (info.scale, info.radius) == (3, 1)
+
+
+# ----------------------------------------------------------------------------- the demo's model check
+def test_demo_resolves_models_like_upscale(monkeypatch, tmp_path, nearest2):
+    """demo.check_model goes through models.resolve (no second copy of the shipped-path rules)."""
+    from vs_espcn import demo
+
+    assert not hasattr(demo, "shipped_model")
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path)
+    with pytest.raises(demo.DemoError, match="shipped model espcn_x3.onnx is missing.*--model PATH"):
+        demo.check_model("", 3)
+    with pytest.raises(demo.DemoError, match="does not match the model's scale 2.*--model PATH"):
+        demo.check_model(str(nearest2), 4)  # caught before any graph is built
+    make_espcn_onnx(tmp_path / "espcn_x3.onnx", 3)
+    assert demo.check_model("", 3) == "" and demo.check_model(str(nearest2), 2) == str(nearest2)

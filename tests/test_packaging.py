@@ -127,7 +127,7 @@ def test_demo_writes_upscale_and_comparison(tmp_path, onnx_nearest_x2):
 def test_demo_without_weights_says_what_to_do(tmp_path):
     res = _demo(tmp_path, "--model", str(tmp_path / "missing.onnx"))
     assert res.returncode == 1 and res.stdout == ""
-    assert "missing.onnx not found" in res.stderr and "--model PATH" in res.stderr
+    assert "missing.onnx' not found" in res.stderr and "--model PATH" in res.stderr
 
 
 def test_ci_runs_exactly_make_test():

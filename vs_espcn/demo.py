@@ -27,18 +27,19 @@ class DemoError(Exception):
     """A condition the user can fix; its message is printed instead of a traceback."""
 
 
-def shipped_model(scale: int) -> Path:
-    """Where the trained natural-image weights for `scale` live in the package."""
-    return Path(__file__).resolve().parent / "models" / f"espcn_x{scale}.onnx"
-
-
 def check_model(model: str, scale: int) -> str:
-    """Return the `model` argument for Upscale, or raise DemoError when the weights are missing."""
-    path = Path(model) if model else shipped_model(scale)
-    if not path.is_file():
+    """Return the `model` argument for Upscale after `models.resolve` accepted it (the shipped
+    weights for `scale` when `model` is empty); a missing or unusable model is a DemoError."""
+    import vapoursynth as vs
+
+    from vs_espcn import models
+
+    try:
+        models.resolve(model, scale)
+    except vs.Error as exc:
         hint = ("pass --model PATH to an ONNX exported by `python -m trainer.export`, or train the "
-                "shipped weights first (see vs_espcn/models/MODEL_CARD.md)")
-        raise DemoError(f"model file {path} not found; {hint}")
+                f"shipped weights first (see {models.MODEL_DIR / 'MODEL_CARD.md'})")
+        raise DemoError(f"{str(exc).removeprefix('espcn.Upscale: ')}; {hint}") from None
     return model
 
 
