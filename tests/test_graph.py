@@ -133,6 +133,53 @@ def test_chroma_equals_resize_with_siting(loc, kernel, nearest2):
         assert not np.array_equal(plane(out, p=p), plane(other, p=p))
 
 
+# zimg chroma locations: 0 left, 1 center, 2 top-left, 3 top, 4 bottom-left, 5 bottom
+LAYOUTS = {"420": (1, 1), "422": (1, 0), "440": (0, 1), "411": (2, 0), "410": (2, 2)}
+
+
+def _other_siting(loc: int, ss: tuple[int, int]) -> int:
+    """A siting that differs from `loc` along an axis the layout subsamples (so it must change U/V)."""
+    return loc ^ 1 if ss[0] else (loc + 2) % 6
+
+
+@pytest.mark.parametrize("loc", range(6))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_chroma_siting_every_location_and_layout(layout, loc, nearest2):
+    """_ChromaLocation 0-5 on 420/422/440/411/410: U/V equal core.resize.Spline36 of the whole
+    clip told that siting explicitly, and differ from the one a different siting gives."""
+    ss = LAYOUTS[layout]
+    src = _ramp(fmt_of(vs.YUV, INT, 8, *ss), 48, 32, loc)
+    out = graph.upscale(src, model=str(nearest2), backend="ort")
+    bare = core.std.RemoveFrameProps(src, "_ChromaLocation")
+    ref = core.resize.Spline36(bare, 96, 64, chromaloc_in=loc, chromaloc=loc)
+    other = _other_siting(loc, ss)
+    wrong = core.resize.Spline36(bare, 96, 64, chromaloc_in=other, chromaloc=other)
+    for p in (1, 2):
+        assert np.array_equal(plane(out, p=p), plane(ref, p=p))
+        assert not np.array_equal(plane(out, p=p), plane(wrong, p=p))
+    assert out.get_frame(0).props["_ChromaLocation"] == loc
+
+
+@pytest.mark.parametrize("fmt", [vs.YUV420P8, vs.GRAY10, vs.YUV444P16], ids=["yuv420p8", "gray10", "yuv444p16"])
+def test_full_range_is_fed_like_limited_and_kept(fmt, random2):
+    """_Range=1 (full; R81: 0 = limited, 1 = full): Y is still fed as code/(255*2^(bits-8)), so
+    it equals onnxruntime run directly on that normalisation, exactly as the same clip tagged
+    limited; chroma is the plain resize; _Range stays 1."""
+    from test_support import reference_y_int
+
+    f = core.get_video_format(fmt)
+    full = noise_clip(f, 34, 22, length=1, seed=7, props={"_Range": 1})
+    limited = noise_clip(f, 34, 22, length=1, seed=7, props={"_Range": 0})
+    out = graph.upscale(full, model=str(random2), backend="ort")
+    want = reference_y_int(random2, plane(full), f.bits_per_sample)
+    assert np.array_equal(plane(out), want)
+    assert np.array_equal(plane(out), plane(graph.upscale(limited, model=str(random2), backend="ort")))
+    assert out.get_frame(0).props["_Range"] == 1
+    ref = core.resize.Spline36(full, 68, 44)
+    for p in range(1, f.num_planes):
+        assert np.array_equal(plane(out, p=p), plane(ref, p=p))
+
+
 @pytest.mark.parametrize("field_based", [1, 2])
 def test_interlaced_flag_does_not_change_chroma(field_based, nearest2):
     """Luma goes through the network as progressive, so chroma must too: a clip flagged
