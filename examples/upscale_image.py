@@ -2,7 +2,8 @@
 
     python examples/upscale_image.py photo.png photo_x2.png [scale]
 
-The image goes RGB -> YUV444PS (BT.601) so the network sees its luma, then back to RGB.
+The image goes RGB -> YUV444P16 (BT.601, limited range: the luma convention the network was
+trained on) so the network sees its luma, then back to RGB.
 """
 import sys
 
@@ -29,7 +30,7 @@ def image_clip(path: str) -> vs.VideoNode:
 
 
 def main(src: str, dst: str, scale: int) -> None:
-    yuv = core.resize.Bicubic(image_clip(src), format=vs.YUV444PS, matrix_s="170m")
+    yuv = core.resize.Bicubic(image_clip(src), format=vs.YUV444P16, matrix_s="170m")
     up = core.espcn.Upscale(yuv, scale)  # autoloaded: no import of vs_espcn needed
     rgb = core.resize.Bicubic(up, format=vs.RGB24, matrix_in_s="170m").get_frame(0)
     Image.fromarray(np.dstack([np.asarray(rgb[p]) for p in range(3)])).save(dst)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import onnx
+from .export import read_metadata
 
 HEADER = """# vs-espcn model card
 
@@ -21,17 +21,18 @@ PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studi
 
 def describe(path: Path) -> str:
     """One section per ONNX file: data, command, steps, time, measured table."""
-    meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    meta = read_metadata(path)
     training, metrics = json.loads(meta["training"]), json.loads(meta["metrics"])
     cfg = training["config"]
     seconds = training.get("seconds")
-    hours = f"{seconds / 3600:.2f} h" if seconds else "see note"
+    hours = f"{seconds / 3600:.2f} h" if seconds else "not recorded"
+    commands = training.get("commands") or ["not recorded"]
     lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", "",
              f"- data: {', '.join(cfg['data'])}" + (f" minus a seeded hold-out of {cfg['holdout']} images"
                                                    if cfg.get("holdout") else ""),
-             f"- command: `python -m trainer.train --preset {cfg['out'].split('/')[-1]}` "
-             f"({cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches, Adam "
-             f"{cfg['lr']}->{cfg['lr_min']} cosine, flips/rotations: {cfg['augment']})",
+             f"- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches, Adam "
+             f"{cfg['lr']}->{cfg['lr_min']} cosine over {cfg['steps']} steps, flips/rotations: {cfg['augment']}",
+             "- commands (in order): " + "; ".join(f"`{c}`" for c in commands),
              f"- steps: {training['steps']}; training time on 2 shared CPU cores: {hours}", "",
              "| set | method | Y-PSNR (dB) | SSIM |", "|---|---|---|---|"]
     for set_name, rows in metrics.items():
@@ -50,18 +51,19 @@ def summary_rows(models_dir: Path) -> str:
     """Markdown rows (file, model=, ESPCN / bicubic / Lanczos / znedi3 Y-PSNR per set) for the README."""
     rows = []
     for path in sorted(models_dir.glob("*.onnx")):
-        meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        meta = read_metadata(path)
         metrics = json.loads(meta["metrics"])
         arg = '"anime"' if "anime" in path.stem else f'"" (scale={meta["scale"]})'
-
-        def col(method: str) -> str:
-            vals = [rows_[method][0] for rows_ in metrics.values() if method in rows_]
-            return " / ".join(f"{v:.2f}" for v in vals) if vals else "–"
-
-        sets = " / ".join(metrics)
-        rows.append(f"| `{path.name}` | `{arg}` | {sets} | **{col('espcn')}** | {col('bicubic')} | "
-                    f"{col('lanczos')} | {col('znedi3')} |")
+        cols = [_psnr_column(metrics, m) for m in ("espcn", "bicubic", "lanczos", "znedi3")]
+        rows.append(f"| `{path.name}` | `{arg}` | {' / '.join(metrics)} | **{cols[0]}** | "
+                    + " | ".join(cols[1:]) + " |")
     return "\n".join(rows)
+
+
+def _psnr_column(metrics: dict, method: str) -> str:
+    """'a / b' mean PSNRs of `method` over the sets, or a dash when it was not measured."""
+    vals = [rows[method][0] for rows in metrics.values() if method in rows]
+    return " / ".join(f"{v:.2f}" for v in vals) if vals else "–"
 
 
 if __name__ == "__main__":

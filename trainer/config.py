@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 PRESETS = Path(__file__).parent / "presets"
+LOSSES = ("l1", "l2", "charbonnier")
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,26 @@ class TrainConfig:
     eval_every: int = 1000
     ckpt_every: int = 500
     init_from: str = ""               # checkpoint whose matching layers seed this run (e.g. x2 -> x3)
-    holdout: int = 0                  # keep the last N images of the data for validation instead of `val`
+    holdout: int = 0                  # keep a seeded N images of the data for validation instead of `val`
+
+    def __post_init__(self) -> None:
+        """Reject bad values before any data is loaded."""
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if min(self.steps, self.batch, self.patch, self.eval_every, self.ckpt_every, self.threads) < 1:
+            raise ValueError("steps, batch, patch, eval_every, ckpt_every and threads must be >= 1")
+        if self.holdout < 0:
+            raise ValueError(f"holdout must be >= 0, got {self.holdout}")
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> tuple["TrainConfig", bool]:
-        """Preset file (`--preset NAME|PATH`) then `--field value` overrides; returns (config, resume)."""
+        """Preset file (`--preset NAME|PATH`) then `--field value` overrides; returns (config, resume).
+
+        With `--resume` the config saved in `<out>/last.pt` wins and only the flags given on this
+        command line change it (each change is reported), so a resumed run continues the same run.
+        """
         p = argparse.ArgumentParser(description="Train ESPCN on a folder of images.")
         p.add_argument("--preset", default="", help="JSON preset name in trainer/presets or a path")
         p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
@@ -46,27 +63,68 @@ class TrainConfig:
             if "tuple" in kind:
                 p.add_argument(f"--{f.name}", nargs="+", default=None)
             elif kind == "bool":
-                p.add_argument(f"--{f.name}", type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
+                p.add_argument(f"--{f.name}", type=_bool, default=None)
             else:
                 p.add_argument(f"--{f.name}", type={"int": int, "float": float}.get(kind, str), default=None)
         args = p.parse_args(argv)
-        base = load_preset(args.preset) if args.preset else {}
         over = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name) is not None}
-        return cls.from_dict({**base, **over}), args.resume
+        try:
+            cfg = cls.from_dict({**(load_preset(args.preset) if args.preset else {}), **over})
+            return (cfg.resumed(over) if args.resume else cfg), args.resume
+        except ValueError as exc:
+            p.error(str(exc))
+            raise  # unreachable: p.error exits
+
+    def resumed(self, over: dict) -> "TrainConfig":
+        """The config saved in `<out>/last.pt` with the explicit overrides `over` applied."""
+        last = Path(self.out) / "last.pt"
+        if not last.exists():
+            print(f"--resume: no checkpoint at {last}, starting a new run", file=sys.stderr)
+            return self
+        import torch
+
+        saved = torch.load(last, map_location="cpu", weights_only=True)["config"]
+        for key, value in over.items():
+            if key in saved and list(_as_list(saved[key])) != list(_as_list(value)):
+                print(f"--resume: {key} changed from {saved[key]} to {value}", file=sys.stderr)
+        return TrainConfig.from_dict({**saved, **over})
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """Build from a JSON-like dict (lists become tuples); unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(names))}")
         d = dict(d)
         for f in fields(cls):
             if f.name in d and "tuple" in str(f.type):
-                d[f.name] = tuple(int(x) if f.name == "channels" else x for x in d[f.name])
+                d[f.name] = tuple(int(x) if f.name == "channels" else x for x in _as_list(d[f.name]))
         return cls(**d)
 
     def to_dict(self) -> dict:
+        """Plain dict (saved in checkpoints and in the ONNX `training` metadata)."""
         return asdict(self)
 
 
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _bool(text: str) -> bool:
+    """Strict boolean flag value."""
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
 def load_preset(name: str) -> dict:
-    """A preset is a JSON object of TrainConfig fields."""
+    """A preset is a JSON object of TrainConfig fields (a name in trainer/presets or a .json path)."""
     path = Path(name) if Path(name).suffix == ".json" else PRESETS / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json")))
+        raise ValueError(f"preset {name!r} not found ({path}); presets: {known}")
     return json.loads(path.read_text())

@@ -96,7 +96,7 @@ def make_pair(path: str | Path, scale: int) -> Pair:
 
 def load_pairs(folder: str | Path, scale: int, names: list[Path] | None = None) -> list[Pair]:
     """Pairs for every image in `folder` (or for the given paths)."""
-    return [make_pair(p, scale) for p in (names or list_images(folder))]
+    return [make_pair(p, scale) for p in (list_images(folder) if names is None else names)]
 
 
 def to_8bit(y: np.ndarray) -> np.ndarray:

@@ -63,6 +63,11 @@ def _activation(act: torch.nn.Module, i: int, x: str, nodes: list, inits: list) 
     return out
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an ONNX file as a dict."""
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 def parity_error(net: ESPCN, model: onnx.ModelProto, seed: int = 0) -> float:
     """Max |torch - onnxruntime| on a random odd-sized batch."""
     import onnxruntime as ort
@@ -77,7 +82,7 @@ def parity_error(net: ESPCN, model: onnx.ModelProto, seed: int = 0) -> float:
 def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = "") -> Path:
     """Write the ONNX for a checkpoint after the parity check; returns the path."""
     net = load_model(ckpt_path)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     model = build_graph(net)
     onnx.checker.check_model(model)
     err = parity_error(net, model)

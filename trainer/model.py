@@ -26,6 +26,8 @@ class ESPCNConfig:
             raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
         if len(self.kernels) != len(self.channels) + 1:
             raise ValueError("need one kernel per hidden layer plus the output layer")
+        if self.in_channels != 1:
+            raise ValueError("ESPCN here works on luma only: in_channels must be 1")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
 
@@ -78,7 +80,7 @@ class ESPCN(nn.Module):
 
 def load_model(path: str) -> ESPCN:
     """The network stored in a training checkpoint (`model` state dict + `arch` dict)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     net = ESPCN(ESPCNConfig.from_dict(ckpt["arch"]))
     net.load_state_dict(ckpt["model"])
     return net.eval()

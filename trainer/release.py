@@ -23,17 +23,35 @@ EVAL = Path("../shared/data/eval")
 
 
 def eval_sets(cfg: TrainConfig) -> dict[str, str | list[Path]]:
-    """Which sets a model is measured on: the hold-out split if the run kept one, else Set5 and Set14."""
+    """Which sets a model is measured on: the hold-out split if the run kept one, else Set5 and Set14.
+
+    Paths are relative to the repository root (where ../shared sits), like the presets' data.
+    """
     if cfg.holdout > 0:
         return {"holdout": split_data(cfg)[1]}
+    if not EVAL.is_dir():
+        raise SystemExit(f"evaluation sets not found at {EVAL.resolve()}: run from the repository root")
     return {"Set5": str(EVAL / "Set5"), "Set14": str(EVAL / "Set14")}
+
+
+def has_znedi3() -> bool:
+    """znedi3 is a baseline only when vapoursynth-znedi3 is installed."""
+    try:
+        import vapoursynth as vs
+
+        return hasattr(vs.core, "znedi3")
+    except ImportError:
+        return False
 
 
 def measure(ckpt: str, cfg: TrainConfig) -> dict:
     """{set: {method: [mean PSNR, mean SSIM]}} for the checkpoint and the baselines."""
     metrics = {}
+    znedi3 = cfg.scale == 2 and has_znedi3()
+    if cfg.scale == 2 and not znedi3:
+        print("znedi3 baseline skipped: pip install vapoursynth-znedi3", file=sys.stderr)
     for name, data in eval_sets(cfg).items():
-        table = evaluate(ckpt, data, cfg.scale, znedi3=cfg.scale == 2)
+        table = evaluate(ckpt, data, cfg.scale, znedi3=znedi3)
         print(f"== {name}\n{format_table(table)}", file=sys.stderr)
         metrics[name] = {m: [round(v, 4) for v in rows["mean"]] for m, rows in table.items()}
     return metrics
@@ -45,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--card", default="vs_espcn/models/MODEL_CARD.md")
     args = ap.parse_args(argv)
-    cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["config"])
+    cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["config"])
     export(args.ckpt, args.out, measure(args.ckpt, cfg))
     write_card(Path(args.out).parent, Path(args.card))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .data import PatchSampler, list_images, load_pairs
+from .data import Pair, PatchSampler, list_images, load_pairs
 from .metrics import psnr
 from .model import ESPCN, ESPCNConfig, upscale_plane
 
@@ -46,13 +47,15 @@ def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     paths = [p for folder in cfg.data for p in list_images(folder)]
     if cfg.holdout <= 0:
         return paths, list_images(cfg.val)
+    if cfg.holdout >= len(paths):
+        raise SystemExit(f"holdout={cfg.holdout} leaves no training image (the data has {len(paths)})")
     order = np.random.default_rng(cfg.seed).permutation(len(paths))
     held = {int(i) for i in order[: cfg.holdout]}
     return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
 
 
-def evaluate(net: ESPCN, pairs: list, scale: int) -> float:
-    """Mean Y-PSNR of the network over validation pairs."""
+def validate(net: ESPCN, pairs: list[Pair], scale: int) -> float:
+    """Mean Y-PSNR of the network over validation pairs (PSNR only: SSIM is for trainer.eval)."""
     net.eval()
     scores = [psnr(upscale_plane(net, p.lr_y), p.hr_y, scale) for p in pairs]
     net.train()
@@ -61,7 +64,7 @@ def evaluate(net: ESPCN, pairs: list, scale: int) -> float:
 
 def init_from(net: ESPCN, path: str) -> None:
     """Copy every parameter whose name and shape match (e.g. x2 feature layers into an x3 net)."""
-    src = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    src = torch.load(path, map_location="cpu", weights_only=True)["model"]
     own = net.state_dict()
     same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     own.update(same)
@@ -79,8 +82,9 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def checkpoint(net, opt, step, cfg, sampler, history) -> dict:
-    """The one checkpoint dict."""
+def checkpoint(net: ESPCN, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, sampler: PatchSampler,
+               history: dict) -> dict:
+    """The one checkpoint dict: everything a resumed run needs to repeat the uninterrupted one."""
     return {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "config": cfg.to_dict(), "arch": dataclasses.asdict(net.cfg), "sampler": sampler.rng.bit_generator.state,
             "history": history}
@@ -107,8 +111,12 @@ def plot(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run (or resume) training; returns the path of the final checkpoint."""
+def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
+    """Run (or resume) training; returns the path of the final checkpoint.
+
+    `command` (the command line) is appended to the checkpoint's history, so the model card can
+    list every invocation that made the weights, resumes included.
+    """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -121,7 +129,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     step, history = 0, {"loss": [], "val": [], "seconds": 0.0}
     last = out / "last.pt"
     if resume and last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sampler.rng.bit_generator.state = ckpt["sampler"]
@@ -129,6 +137,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         print(f"resumed {last} at step {step}", file=sys.stderr)
     elif cfg.init_from:
         init_from(net, cfg.init_from)
+    history.setdefault("commands", []).append(command or f"train({cfg})")
     net.train()
     bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, mininterval=2)
     run_loss, t0 = 0.0, time.time()
@@ -153,10 +162,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             history["loss"].append((step, run_loss))
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            history["val"].append((step, evaluate(net, val_pairs, cfg.scale)))
+            history["val"].append((step, validate(net, val_pairs, cfg.scale)))
             minutes = (history.get("seconds", 0.0) + time.time() - t0) / 60
             bar.write(f"step {step}: val Y-PSNR {history['val'][-1][1]:.3f} dB ({minutes:.1f} min)")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            if not all(torch.isfinite(p).all() for p in net.parameters()):
+                raise SystemExit(f"non-finite weights at step {step}: stopping without saving "
+                                 f"(last good checkpoint: {last}); lower --lr")
             history["seconds"] = history.get("seconds", 0.0) + time.time() - t0
             t0 = time.time()
             save_atomic(checkpoint(net, opt, step, cfg, sampler, history), last)
@@ -166,8 +178,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: parse the config, train."""
+    argv = sys.argv[1:] if argv is None else argv
     cfg, resume = TrainConfig.from_args(argv)
-    train(cfg, resume)
+    train(cfg, resume, "python -m trainer.train " + shlex.join(argv))
     return 0
 
 
