@@ -95,7 +95,8 @@ def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = ""
         "y_convention": "bt601-studio/255",
         "name": name or cfg.get("name", Path(out).stem),
         "training": json.dumps({"data": cfg["data"], "steps": ckpt["step"], "config": cfg,
-                                "seconds": ckpt["history"].get("seconds")}),
+                                "seconds": ckpt["history"].get("seconds"),
+                                "commands": ckpt["history"].get("commands", [])}),
         "metrics": json.dumps(metrics or {}),
     }
     for k, v in meta.items():
