@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,48 @@ def test_eval_table_and_crops(image_dir, tmp_path):
     crops = write_crops(str(onnx_path), str(image_dir), str(tmp_path / "crops"), size=32)
     assert len(crops) == 6
     assert Image.open(crops[0]).size == ((3 * 32 + 8) * 2, 32 * 2)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "prelu"])
+def test_init_from_onnx_restores_the_exported_weights(image_dir, tmp_path, activation):
+    """A fresh checkout keeps only the ONNX files; seeding a run from one must restore the net exactly."""
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, activation=activation))
+    onnx_path = export_mod.export(str(ckpt), str(tmp_path / "m.onnx"))
+    fresh = ESPCN(ESPCNConfig(activation=activation))
+    train_mod.init_from(fresh, str(onnx_path))
+    trained = load_model(str(ckpt))
+    for k, v in trained.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_init_from_shipped_onnx_matches_its_output():
+    path = str(Path(__file__).parents[1] / "vs_espcn" / "models" / "espcn_x3.onnx")
+    net = ESPCN(ESPCNConfig(scale=3))
+    train_mod.init_from(net, path)
+    x = np.random.default_rng(1).random((1, 1, 13, 9), dtype=np.float32)
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+    np.testing.assert_allclose(net.eval()(torch.from_numpy(x)).detach().numpy(), ref, atol=1e-5)
+
+
+def test_init_from_rejects_a_foreign_onnx(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), tmp_path / "foreign.onnx")
+    with pytest.raises(ValueError, match="not a vs-espcn trainer export"):
+        train_mod.init_from(ESPCN(ESPCNConfig()), str(tmp_path / "foreign.onnx"))
+
+
+def test_continued_run_keeps_its_lineage_in_the_card(image_dir, tmp_path):
+    from trainer.card import describe
+
+    first = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path / "a", steps=4))),
+                              str(tmp_path / "a.onnx"))
+    cont = train_mod.train(_cfg(image_dir, tmp_path / "b", steps=6, init_from=str(first)),
+                           command="python -m trainer.train --init_from a.onnx")
+    card = describe(export_mod.export(str(cont), str(tmp_path / "models" / "b.onnx")))
+    assert "continued from the weights of this earlier run" in card
+    assert "`python -m trainer.train --init_from a.onnx`" in card
+    assert "- steps: 6;" in card and "  - steps: 4;" in card and "- in all: 10 steps" in card

@@ -23,22 +23,44 @@ def describe(path: Path) -> str:
     """One section per ONNX file: data, command, steps, time, measured table."""
     meta = read_metadata(path)
     training, metrics = json.loads(meta["training"]), json.loads(meta["metrics"])
-    cfg = training["config"]
-    seconds = training.get("seconds")
-    hours = f"{seconds / 3600:.2f} h" if seconds else "not recorded"
-    commands = training.get("commands") or ["not recorded"]
-    lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", "",
-             f"- data: {', '.join(cfg['data'])}" + (f" minus a seeded hold-out of {cfg['holdout']} images"
-                                                   if cfg.get("holdout") else ""),
-             f"- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches, Adam "
-             f"{cfg['lr']}->{cfg['lr_min']} cosine over {cfg['steps']} steps, flips/rotations: {cfg['augment']}",
-             "- commands (in order): " + "; ".join(f"`{c}`" for c in commands),
-             f"- steps: {training['steps']}; training time on 2 shared CPU cores: {hours}", "",
-             "| set | method | Y-PSNR (dB) | SSIM |", "|---|---|---|---|"]
+    lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", ""] + _training_lines(training)
+    if training.get("parent"):
+        lines.append(f"- in all: {_total(training, 'steps')} steps, "
+                     f"{_hours(_total(training, 'seconds'))} of training on 2 shared CPU cores")
+    lines += ["", "| set | method | Y-PSNR (dB) | SSIM |", "|---|---|---|---|"]
     for set_name, rows in metrics.items():
         for method, (p, s) in rows.items():
             lines.append(f"| {set_name} | {method} | {p:.2f} | {s:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def _training_lines(training: dict, depth: int = 0) -> list[str]:
+    """Data, recipe, commands, steps and time of one run, then (indented) of the run it continued."""
+    cfg, pad = training["config"], "  " * depth
+    commands = training.get("commands") or ["not recorded"]
+    holdout = f" minus a seeded hold-out of {cfg['holdout']} images" if cfg.get("holdout") else ""
+    lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}",
+             f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches, Adam "
+             f"{cfg['lr']}->{cfg['lr_min']} cosine over {cfg['steps']} steps, flips/rotations: {cfg['augment']}",
+             f"{pad}- commands (in order): " + "; ".join(f"`{c}`" for c in commands),
+             f"{pad}- steps: {training['steps']}; training time on 2 shared CPU cores: "
+             f"{_hours(training.get('seconds'))}"]
+    parent = training.get("parent")
+    if parent:
+        lines.append(f"{pad}- continued from the weights of this earlier run (`--init_from`, fresh optimizer):")
+        lines += _training_lines(parent, depth + 1)
+    return lines
+
+
+def _total(training: dict | None, key: str) -> float:
+    """`key` summed over a run and the runs it continued from."""
+    if not training:
+        return 0
+    return (training.get(key) or 0) + _total(training.get("parent"), key)
+
+
+def _hours(seconds: float | None) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds else "not recorded"
 
 
 def write_card(models_dir: Path, out: Path) -> None:

@@ -34,7 +34,7 @@ class TrainConfig:
     threads: int = 1
     eval_every: int = 1000
     ckpt_every: int = 500
-    init_from: str = ""               # checkpoint whose matching layers seed this run (e.g. x2 -> x3)
+    init_from: str = ""               # checkpoint or exported .onnx whose matching layers seed this run
     holdout: int = 0                  # keep a seeded N images of the data for validation instead of `val`
 
     def __post_init__(self) -> None:

@@ -96,7 +96,8 @@ def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = ""
         "name": name or cfg.get("name", Path(out).stem),
         "training": json.dumps({"data": cfg["data"], "steps": ckpt["step"], "config": cfg,
                                 "seconds": ckpt["history"].get("seconds"),
-                                "commands": ckpt["history"].get("commands", [])}),
+                                "commands": ckpt["history"].get("commands", []),
+                                "parent": ckpt["history"].get("parent")}),
         "metrics": json.dumps(metrics or {}),
     }
     for k, v in meta.items():

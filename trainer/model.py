@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,6 +85,31 @@ def load_model(path: str) -> ESPCN:
     net = ESPCN(ESPCNConfig.from_dict(ckpt["arch"]))
     net.load_state_dict(ckpt["model"])
     return net.eval()
+
+
+def state_from_onnx(path: str) -> dict[str, torch.Tensor]:
+    """The PyTorch state dict held by an ONNX file this trainer exported (its `convN`/`actN` initializers).
+
+    This is what lets a fresh checkout continue from the shipped weights: the ONNX files are the only
+    weights the repository keeps. Initializers map back to `body.<index>` in layer order.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    state: dict[str, torch.Tensor] = {}
+    for init in onnx.load(path).graph.initializer:
+        m = re.fullmatch(r"(conv|act)(\d+)\.(weight|bias|slope)", init.name)
+        if not m:
+            continue
+        kind, i, field = m.group(1), int(m.group(2)), m.group(3)
+        arr = torch.from_numpy(numpy_helper.to_array(init).copy())
+        if kind == "conv":
+            state[f"body.{2 * i}.{field}"] = arr
+        else:  # PReLU slope, stored (C, 1, 1) for broadcasting
+            state[f"body.{2 * i + 1}.weight"] = arr.reshape(-1)
+    if not state:
+        raise ValueError(f"{path}: no convN.weight/convN.bias initializers (not a vs-espcn trainer export)")
+    return state
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ One checkpoint dict (model, optimizer, step, config, arch, sampler RNG, history)
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shlex
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from .config import TrainConfig
 from .data import Pair, PatchSampler, list_images, load_pairs
 from .metrics import psnr
-from .model import ESPCN, ESPCNConfig, upscale_plane
+from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -63,13 +64,29 @@ def validate(net: ESPCN, pairs: list[Pair], scale: int) -> float:
 
 
 def init_from(net: ESPCN, path: str) -> None:
-    """Copy every parameter whose name and shape match (e.g. x2 feature layers into an x3 net)."""
-    src = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    """Copy every parameter whose name and shape match (e.g. x2 feature layers into an x3 net).
+
+    `path` is a checkpoint or an exported ONNX file, so a run can continue from the shipped weights.
+    """
+    if path.endswith(".onnx"):
+        src = state_from_onnx(path)
+    else:
+        src = torch.load(path, map_location="cpu", weights_only=True)["model"]
     own = net.state_dict()
     same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     own.update(same)
     net.load_state_dict(own)
     print(f"init from {path}: {len(same)}/{len(own)} tensors", file=sys.stderr)
+
+
+def parent_training(path: str) -> dict | None:
+    """The `training` metadata of the ONNX a run continues from, so the model card keeps the lineage."""
+    if not path.endswith(".onnx"):
+        return None
+    from .export import read_metadata
+
+    text = read_metadata(path).get("training")
+    return json.loads(text) if text else None
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -137,6 +154,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         print(f"resumed {last} at step {step}", file=sys.stderr)
     elif cfg.init_from:
         init_from(net, cfg.init_from)
+        history["parent"] = parent_training(cfg.init_from)
     history.setdefault("commands", []).append(command or f"train({cfg})")
     net.train()
     bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, mininterval=2)
