@@ -198,3 +198,12 @@ def test_continued_run_keeps_its_lineage_in_the_card(image_dir, tmp_path):
     assert "continued from the weights of this earlier run" in card
     assert "`python -m trainer.train --init_from a.onnx`" in card
     assert "- steps: 6;" in card and "  - steps: 4;" in card and "- in all: 10 steps" in card
+
+
+def test_validation_during_training_reports_what_eval_reports(image_dir, tmp_path):
+    from trainer.eval import evaluate
+
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4))
+    got = train_mod.validate(load_model(str(ckpt)), load_pairs(image_dir, 2), 2)
+    want = evaluate(str(ckpt), str(image_dir), 2)["espcn"]["mean"]
+    assert got == pytest.approx(tuple(want), abs=1e-9)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .config import TrainConfig
 from .data import Pair, PatchSampler, list_images, load_pairs
-from .metrics import psnr
+from .eval import score
 from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
 
 
@@ -55,12 +55,12 @@ def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
 
 
-def validate(net: ESPCN, pairs: list[Pair], scale: int) -> float:
-    """Mean Y-PSNR of the network over validation pairs (PSNR only: SSIM is for trainer.eval)."""
+def validate(net: ESPCN, pairs: list[Pair], scale: int) -> tuple[float, float]:
+    """Mean (Y-PSNR, SSIM) of the network over validation pairs, by `trainer.eval`'s protocol."""
     net.eval()
-    scores = [psnr(upscale_plane(net, p.lr_y), p.hr_y, scale) for p in pairs]
+    mean = np.mean(score(pairs, lambda y: upscale_plane(net, y), scale), axis=0)
     net.train()
-    return float(np.mean(scores))
+    return float(mean[0]), float(mean[1])
 
 
 def init_from(net: ESPCN, path: str) -> None:
@@ -180,9 +180,10 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
             history["loss"].append((step, run_loss))
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            history["val"].append((step, validate(net, val_pairs, cfg.scale)))
+            val_psnr, val_ssim = validate(net, val_pairs, cfg.scale)
+            history["val"].append((step, val_psnr))
             minutes = (history.get("seconds", 0.0) + time.time() - t0) / 60
-            bar.write(f"step {step}: val Y-PSNR {history['val'][-1][1]:.3f} dB ({minutes:.1f} min)")
+            bar.write(f"step {step}: val Y-PSNR {val_psnr:.3f} dB, SSIM {val_ssim:.4f} ({minutes:.1f} min)")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             if not all(torch.isfinite(p).all() for p in net.parameters()):
                 raise SystemExit(f"non-finite weights at step {step}: stopping without saving "
