@@ -207,3 +207,15 @@ def test_validation_during_training_reports_what_eval_reports(image_dir, tmp_pat
     got = train_mod.validate(load_model(str(ckpt)), load_pairs(image_dir, 2), 2)
     want = evaluate(str(ckpt), str(image_dir), 2)["espcn"]["mean"]
     assert got == pytest.approx(tuple(want), abs=1e-9)
+
+
+def test_release_writes_the_card_beside_its_models(image_dir, tmp_path, monkeypatch):
+    from trainer import release
+
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4))
+    monkeypatch.setattr(release, "measure", lambda ckpt, cfg: {"Set5": {"espcn": [30.0, 0.9]}})
+    monkeypatch.chdir(tmp_path)  # a default pointing at vs_espcn/models would write here
+    assert release.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "trial" / "espcn_x2.onnx")]) == 0
+    card = (tmp_path / "trial" / "MODEL_CARD.md").read_text()
+    assert "## espcn_x2.onnx" in card and "| Set5 | espcn | 30.00 | 0.9000 |" in card
+    assert not (tmp_path / "vs_espcn").exists()

@@ -61,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Measure a checkpoint and export it with its numbers.")
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--card", default="vs_espcn/models/MODEL_CARD.md")
+    ap.add_argument("--card", help="card to rewrite (default: MODEL_CARD.md beside --out, so a trial release "
+                    "to another folder never rewrites the shipped card from a partial set of models)")
     args = ap.parse_args(argv)
     cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["config"])
     export(args.ckpt, args.out, measure(args.ckpt, cfg))
-    write_card(Path(args.out).parent, Path(args.card))
+    out_dir = Path(args.out).parent
+    write_card(out_dir, Path(args.card) if args.card else out_dir / "MODEL_CARD.md")
     return 0
 
 
