@@ -2,8 +2,9 @@
 
 Evaluates the checkpoint by the standard protocol on Set5 and Set14 (natural models) or on the run's
 hold-out split (`holdout` > 0, the line-art model), with bicubic, Lanczos and znedi3 (x2) baselines in the
-same run, embeds the means in the ONNX `metrics` metadata, exports, and rewrites the model card from the
-metadata of every shipped ONNX. The card and the regression test therefore read the same numbers.
+same run, embeds the means in the ONNX `metrics` metadata, exports, and rewrites the model card beside
+`--out` from the metadata of every ONNX in that folder. The card and the regression test therefore read
+the same numbers.
 """
 from __future__ import annotations
 
