@@ -49,3 +49,12 @@ def test_shipped_model_reproduces_its_card(name, monkeypatch):
         table = evaluate(str(MODELS / name), data, cfg.scale)
         assert abs(table["espcn"]["mean"][0] - stated[set_name]["espcn"][0]) < 0.02
         assert table["espcn"]["mean"][0] > table["bicubic"]["mean"][0] + 0.5
+
+
+def test_model_card_matches_the_shipped_files():
+    """The card is rendered from the files' metadata: a file replaced without `--write` fails here."""
+    pytest.importorskip("torch", reason="trainer.card needs the train extra (pip install .[train])")
+    from trainer.card import render_card
+
+    assert (MODELS / "MODEL_CARD.md").read_text() == render_card(MODELS), \
+        "MODEL_CARD.md is stale: run python -m trainer.card vs_espcn/models --write"

@@ -219,3 +219,17 @@ def test_release_writes_the_card_beside_its_models(image_dir, tmp_path, monkeypa
     card = (tmp_path / "trial" / "MODEL_CARD.md").read_text()
     assert "## espcn_x2.onnx" in card and "| Set5 | espcn | 30.00 | 0.9000 |" in card
     assert not (tmp_path / "vs_espcn").exists()
+
+
+def test_card_cli_rewrites_the_card_of_a_folder(image_dir, tmp_path, capsys):
+    from trainer import card
+
+    export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path / "run", steps=2))),
+                      str(tmp_path / "models" / "espcn_x2.onnx"), {"Set5": {"espcn": [31.5, 0.9]}})
+    assert card.main([str(tmp_path / "models")]) == 0
+    assert "| `espcn_x2.onnx` | `\"\" (scale=2)` | Set5 | **31.50** |" in capsys.readouterr().out
+    assert not (tmp_path / "models" / "MODEL_CARD.md").exists()
+    assert card.main([str(tmp_path / "models"), "--write"]) == 0
+    assert (tmp_path / "models" / "MODEL_CARD.md").read_text() == card.render_card(tmp_path / "models")
+    with pytest.raises(SystemExit):
+        card.main([str(tmp_path / "empty")])

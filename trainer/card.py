@@ -63,10 +63,14 @@ def _hours(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h" if seconds else "not recorded"
 
 
+def render_card(models_dir: Path) -> str:
+    """The card for every `*.onnx` in `models_dir`."""
+    return "\n".join([HEADER] + [describe(p) for p in sorted(models_dir.glob("*.onnx"))])
+
+
 def write_card(models_dir: Path, out: Path) -> None:
-    """Rewrite the card from every `*.onnx` in `models_dir`."""
-    parts = [HEADER] + [describe(p) for p in sorted(models_dir.glob("*.onnx"))]
-    out.write_text("\n".join(parts))
+    """Rewrite the card `out` from every `*.onnx` in `models_dir`."""
+    out.write_text(render_card(models_dir))
 
 
 def summary_rows(models_dir: Path) -> str:
@@ -88,8 +92,25 @@ def _psnr_column(metrics: dict, method: str) -> str:
     return " / ".join(f"{v:.2f}" for v in vals) if vals else "–"
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainer.card [FOLDER] [--write]`: print the README rows, or rewrite FOLDER/MODEL_CARD.md.
 
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "vs_espcn/models")
-    print(summary_rows(folder))
+    `--write` is for files released to a trial folder and then copied into `vs_espcn/models`.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description="README rows or the model card from the ONNX metadata.")
+    ap.add_argument("folder", nargs="?", default="vs_espcn/models", type=Path)
+    ap.add_argument("--write", action="store_true", help="rewrite FOLDER/MODEL_CARD.md instead of printing rows")
+    args = ap.parse_args(argv)
+    if not any(args.folder.glob("*.onnx")):
+        ap.error(f"no .onnx files in {args.folder}")
+    if args.write:
+        write_card(args.folder, args.folder / "MODEL_CARD.md")
+    else:
+        print(summary_rows(args.folder))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
