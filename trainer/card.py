@@ -6,6 +6,8 @@ from pathlib import Path
 
 from .export import read_metadata
 
+CARD_NAME = "MODEL_CARD.md"  # the card sits beside the ONNX files it describes
+
 HEADER = """# vs-espcn model card
 
 Every number below is read from the `metadata_props` of the ONNX file it describes; they were measured by
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if not any(args.folder.glob("*.onnx")):
         ap.error(f"no .onnx files in {args.folder}")
     if args.write:
-        write_card(args.folder, args.folder / "MODEL_CARD.md")
+        write_card(args.folder, args.folder / CARD_NAME)
     else:
         print(summary_rows(args.folder))
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .card import write_card
+from .card import CARD_NAME, write_card
 from .config import TrainConfig
 from .eval import evaluate, format_table
 from .export import export
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["config"])
     export(args.ckpt, args.out, measure(args.ckpt, cfg))
     out_dir = Path(args.out).parent
-    write_card(out_dir, Path(args.card) if args.card else out_dir / "MODEL_CARD.md")
+    write_card(out_dir, Path(args.card) if args.card else out_dir / CARD_NAME)
     return 0
 
 
