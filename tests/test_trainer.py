@@ -15,7 +15,7 @@ from PIL import Image  # noqa: E402
 from trainer import export as export_mod  # noqa: E402
 from trainer import train as train_mod  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import PatchSampler, load_pairs, resize_float, rgb_to_y  # noqa: E402
+from trainer.data import Pair, PatchSampler, load_pairs, resize_float, rgb_to_y  # noqa: E402
 from trainer.model import ESPCN, ESPCNConfig, load_model  # noqa: E402
 
 
@@ -66,11 +66,75 @@ def image_dir(tmp_path):
 def test_patches_are_aligned_pairs(image_dir):
     pairs = load_pairs(image_dir, 2)
     sampler = PatchSampler(pairs, 2, 16, augment=True, seed=3)
-    lr, hr = sampler.batch(8)
+    lr, hr, weight = sampler.batch(8)
+    assert (weight == 1).all()  # without context every pixel of the patch counts, as before
     for a, b in zip(lr[:, 0], hr[:, 0]):
         down = resize_float(b, 16, 16)
         # away from the patch border, the LR patch is the downscaled HR patch (up to 8-bit rounding)
         assert np.abs(down[3:-3, 3:-3] - a[3:-3, 3:-3]).max() < 1.5 / 255
+
+
+def _window_at(plane: np.ndarray, window: np.ndarray) -> tuple[int, int]:
+    """Where an (unaugmented) window was cut from `plane` (the noisy test images make it unique)."""
+    w = window.shape[0]
+    hits = [(y, x) for y in range(plane.shape[0] - w + 1) for x in range(plane.shape[1] - w + 1)
+            if np.array_equal(plane[y : y + w, x : x + w], window)]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_context_loss_pixels_see_only_real_picture(image_dir):
+    """With context, every pixel the loss counts is what the network gives on the whole picture:
+    no counted pixel is computed from the zero padding of the window's own border."""
+    pair = load_pairs(image_dir, 2)[0]
+    net = ESPCN(ESPCNConfig(scale=2)).eval()
+    with torch.no_grad():
+        whole = net(torch.from_numpy(pair.lr_y)[None, None])[0, 0].numpy()
+    sampler = PatchSampler([pair], 2, 8, augment=False, seed=5, context=net.cfg.radius)
+    lr, hr, weight = sampler.batch(40)
+    assert lr.shape[-1] == 16 and hr.shape[-1] == 32
+    with torch.no_grad():
+        part = net(torch.from_numpy(lr)).numpy()
+    edges = 0
+    for i in range(40):
+        y, x = _window_at(pair.lr_y, lr[i, 0])
+        ref = whole[2 * y : 2 * y + 32, 2 * x : 2 * x + 32]
+        counted = weight[i, 0] == 1
+        np.testing.assert_allclose(part[i, 0][counted], ref[counted], atol=1e-6)
+        # at most the 8x8 LR patch counts; the context ring counts only where it is the picture's edge
+        assert 0 < counted.sum() <= 16 * 16
+        last_y, last_x = pair.lr_y.shape[0] - 16, pair.lr_y.shape[1] - 16
+        assert not counted[:8].any() or y == 0
+        assert not counted[-8:].any() or y == last_y
+        assert not counted[:, :8].any() or x == 0
+        assert not counted[:, -8:].any() or x == last_x
+        edges += bool(counted[0].any() or counted[:, 0].any() or counted[-1].any() or counted[:, -1].any())
+    assert 0 < edges < 40  # picture-edge pixels are among the counted ones, but not always
+    # and without context the outer ring is not the whole-picture answer (what the option fixes)
+    lr0, hr0, _ = PatchSampler([pair], 2, 16, augment=False, seed=5).batch(1)
+    y, x = _window_at(pair.lr_y, lr0[0, 0])
+    with torch.no_grad():
+        ring = net(torch.from_numpy(lr0)).numpy()[0, 0]
+    if 0 < y and 0 < x:
+        assert np.abs(ring[:2] - whole[2 * y : 2 * y + 2, 2 * x : 2 * x + 32]).max() > 1e-4
+
+
+def test_context_counts_every_picture_pixel_equally_often():
+    """Edge pixels are counted as often as inner ones, as the evaluation weighs them."""
+    h, w = 40, 44
+    code = np.arange(h * w, dtype=np.float32).reshape(h, w)  # each LR value names its own position
+    pair = Pair("coded", np.zeros((2 * h, 2 * w), np.float32), code, np.zeros((h, w, 3), np.uint8))
+    sampler = PatchSampler([pair], 2, 8, augment=False, seed=1, context=4)
+    cover = np.zeros((h, w))
+    for _ in range(60):
+        lr, _, weight = sampler.batch(100)
+        for win, wt in zip(lr[:, 0], weight[:, 0]):
+            y, x = divmod(int(win[0, 0]), w)
+            cover[y : y + 16, x : x + 16] += wt[::2, ::2]
+    assert cover.min() > 0.7 * cover.mean() and cover.max() < 1.3 * cover.mean()
+    ring = np.ones((h, w), bool)
+    ring[4:-4, 4:-4] = False
+    assert 0.9 < cover[ring].mean() / cover[~ring].mean() < 1.1
 
 
 def _cfg(image_dir, tmp_path, **kw) -> TrainConfig:
@@ -88,8 +152,9 @@ def test_training_reduces_loss(image_dir, tmp_path):
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
 
 
-def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch):
-    whole = train_mod.train(_cfg(image_dir, tmp_path / "a"))
+@pytest.mark.parametrize("context", [False, True])
+def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch, context):
+    whole = train_mod.train(_cfg(image_dir, tmp_path / "a", context=context))
     calls = {"n": 0}
 
     def crash_after_first_checkpoint(history, path):
@@ -97,7 +162,7 @@ def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch):
         raise KeyboardInterrupt("simulated kill")
 
     monkeypatch.setattr(train_mod, "plot", crash_after_first_checkpoint)
-    cfg_b = _cfg(image_dir, tmp_path / "b")
+    cfg_b = _cfg(image_dir, tmp_path / "b", context=context)
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg_b)
     assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)["step"] == 4
@@ -105,13 +170,13 @@ def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch):
     resumed = train_mod.train(cfg_b, resume=True)
     a = torch.load(whole, weights_only=False)
     b = torch.load(resumed, weights_only=False)
-    assert a["step"] == b["step"] == 8
+    assert a["step"] == b["step"] == 8 and a["config"]["context"] is b["config"]["context"] is context
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
 
 
 def test_nan_loss_stops_without_saving(image_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "loss_fn", lambda kind, sr, hr: (sr - hr).mean() * float("nan"))
+    monkeypatch.setattr(train_mod, "loss_fn", lambda kind, sr, hr, weight: (sr - hr).mean() * float("nan"))
     with pytest.raises(SystemExit, match="loss is nan"):
         train_mod.train(_cfg(image_dir, tmp_path))
     assert not (tmp_path / "run" / "last.pt").exists()

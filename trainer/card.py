@@ -42,7 +42,8 @@ def _training_lines(training: dict, depth: int = 0) -> list[str]:
     commands = training.get("commands") or ["not recorded"]
     holdout = f" minus a seeded hold-out of {cfg['holdout']} images" if cfg.get("holdout") else ""
     lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}",
-             f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches, Adam "
+             f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches"
+             f"{' with their surroundings (--context)' if cfg.get('context') else ''}, Adam "
              f"{cfg['lr']}->{cfg['lr_min']} cosine over {cfg['steps']} steps, flips/rotations: {cfg['augment']}",
              f"{pad}- commands (in order): " + "; ".join(f"`{c}`" for c in commands),
              f"{pad}- steps: {training['steps']}; training time on 2 shared CPU cores: "

@@ -30,6 +30,7 @@ class TrainConfig:
     lr_min: float = 1e-5              # cosine decay from lr to lr_min
     warmup: int = 200
     augment: bool = True              # random flips and 90-degree rotations
+    context: bool = False             # feed each patch its real surroundings (net radius), loss on the patch only
     seed: int = 0
     threads: int = 1
     eval_every: int = 1000

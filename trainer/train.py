@@ -32,15 +32,18 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * t))
 
 
-def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """Pixel loss on Y: l1, l2 or charbonnier."""
+def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Pixel loss on Y (l1, l2 or charbonnier), averaged over the pixels whose `weight` is 1."""
+    err = sr - hr
     if kind == "l1":
-        return (sr - hr).abs().mean()
-    if kind == "l2":
-        return ((sr - hr) ** 2).mean()
-    if kind == "charbonnier":
-        return torch.sqrt((sr - hr) ** 2 + 1e-6).mean()
-    raise ValueError(f"unknown loss {kind!r}")
+        per_pixel = err.abs()
+    elif kind == "l2":
+        per_pixel = err**2
+    elif kind == "charbonnier":
+        per_pixel = torch.sqrt(err**2 + 1e-6)
+    else:
+        raise ValueError(f"unknown loss {kind!r}")
+    return (per_pixel * weight).sum() / weight.sum()
 
 
 def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
@@ -139,9 +142,10 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_data(cfg)
-    sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed)
-    val_pairs = load_pairs("", cfg.scale, val_paths)
     net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
+    sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed,
+                           context=net.cfg.radius if cfg.context else 0)
+    val_pairs = load_pairs("", cfg.scale, val_paths)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history = 0, {"loss": [], "val": [], "seconds": 0.0}
     last = out / "last.pt"
@@ -162,10 +166,10 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        lr_np, hr_np = sampler.batch(cfg.batch)
+        lr_np, hr_np, w_np = sampler.batch(cfg.batch)
         sr = net(torch.from_numpy(lr_np))
-        hr = torch.from_numpy(hr_np)
-        loss = loss_fn(cfg.loss, sr, hr)
+        hr, weight = torch.from_numpy(hr_np), torch.from_numpy(w_np)
+        loss = loss_fn(cfg.loss, sr, hr, weight)
         if not torch.isfinite(loss):
             raise SystemExit(f"loss is {loss.item()} at step {step}: stopping without saving "
                              f"(last good checkpoint: {last}); lower --lr or check the data")
@@ -175,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         step += 1
         run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
         if step % 50 == 0:
-            mse = float(((sr.detach() - hr) ** 2).mean())
+            mse = float(loss_fn("l2", sr.detach(), hr, weight))
             bar.set_postfix(loss=f"{run_loss:.5f}", psnr=f"{10 * math.log10(1 / max(mse, 1e-12)):.2f}")
             history["loss"].append((step, run_loss))
         bar.update(1)
