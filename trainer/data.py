@@ -119,8 +119,8 @@ class PatchSampler:
     With `context` > 0 each LR window carries `context` extra pixels of real picture on every side that
     feed the network but not the loss (the weight is 0 there). Without it, the outer ring of every patch
     is computed from the convolutions' zero padding, which the network never meets inside a picture, and
-    that ring is ~30% of a 48 px patch. Every picture pixel is counted equally often, as the evaluation
-    weighs them; at the picture's edge the padding is real and the loss sees it as the plugin will.
+    that ring is ~30% of a 48 px patch. Within a picture every pixel is counted equally often, as the
+    evaluation weighs them; at the picture's edge the padding is real and the loss sees it as the plugin will.
     """
 
     def __init__(self, pairs: list[Pair], scale: int, patch: int, augment: bool, seed: int,
