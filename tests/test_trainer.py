@@ -1,6 +1,7 @@
 """Trainer: model shapes, shuffle layout, training, resume, NaN guard, export parity."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -140,6 +141,22 @@ def _cfg(image_dir, tmp_path, **kw) -> TrainConfig:
     return TrainConfig.from_dict({**base, **kw})
 
 
+def test_extra_data_trains_but_never_validates(image_dir, tmp_path):
+    """Extra folders join training only; a re-encoded copy of a hold-out image is dropped, others kept."""
+    cfg = _cfg(image_dir, tmp_path, holdout=2)
+    _, held = train_mod.split_data(cfg)
+    extra = tmp_path / "extra"
+    (extra / "sub").mkdir(parents=True)
+    Image.open(held[0]).save(extra / "sub" / "copy_of_held.bmp")  # same pixels, other name and format
+    kept = sorted(p for p in image_dir.glob("*.png") if p not in held)[0]
+    Image.open(kept).save(extra / "copy_of_train.png")
+    Image.fromarray(np.full((40, 40, 3), 7, np.uint8)).save(extra / "new.png")
+    train, val = train_mod.split_data(dataclasses.replace(cfg, extra=(str(extra),)))
+    assert val == held
+    added = [p.name for p in train if p.parent != image_dir]
+    assert sorted(added) == ["copy_of_train.png", "new.png"]
+
+
 def test_training_reduces_loss(image_dir, tmp_path):
     cfg = _cfg(image_dir, tmp_path, steps=120, ckpt_every=60, eval_every=120, lr=3e-3)
     train_mod.train(cfg)
@@ -254,12 +271,13 @@ def test_continued_run_keeps_its_lineage_in_the_card(image_dir, tmp_path):
 
     first = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path / "a", steps=4))),
                               str(tmp_path / "a.onnx"))
-    cont = train_mod.train(_cfg(image_dir, tmp_path / "b", steps=6, init_from=str(first)),
+    cont = train_mod.train(_cfg(image_dir, tmp_path / "b", steps=6, init_from=str(first), extra=(str(image_dir),)),
                            command="python -m trainer.train --init_from a.onnx")
     card = describe(export_mod.export(str(cont), str(tmp_path / "models" / "b.onnx")))
     assert "continued from the weights of this earlier run" in card
     assert "`python -m trainer.train --init_from a.onnx`" in card
     assert "- steps: 6;" in card and "  - steps: 4;" in card and "- in all: 10 steps" in card
+    assert f"training only: {image_dir}" in card and card.count("training only") == 1
 
 
 def test_validation_during_training_reports_what_eval_reports(image_dir, tmp_path):

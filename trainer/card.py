@@ -41,7 +41,8 @@ def _training_lines(training: dict, depth: int = 0) -> list[str]:
     cfg, pad = training["config"], "  " * depth
     commands = training.get("commands") or ["not recorded"]
     holdout = f" minus a seeded hold-out of {cfg['holdout']} images" if cfg.get("holdout") else ""
-    lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}",
+    extra = f"; training only: {', '.join(cfg['extra'])}" if cfg.get("extra") else ""
+    lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}{extra}",
              f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches"
              f"{' with their surroundings (--context)' if cfg.get('context') else ''}, Adam "
              f"{cfg['lr']}->{cfg['lr_min']} cosine over {cfg['steps']} steps, flips/rotations: {cfg['augment']}",

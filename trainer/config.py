@@ -37,6 +37,8 @@ class TrainConfig:
     ckpt_every: int = 500
     init_from: str = ""               # checkpoint or exported .onnx whose matching layers seed this run
     holdout: int = 0                  # keep a seeded N images of the data for validation instead of `val`
+    extra: tuple[str, ...] = ()       # training-only folders: never drawn into the hold-out; copies of a
+                                      # validation image (same pixels) are skipped
 
     def __post_init__(self) -> None:
         """Reject bad values before any data is loaded."""

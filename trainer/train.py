@@ -6,6 +6,7 @@ One checkpoint dict (model, optimizer, step, config, arch, sampler RNG, history)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .data import Pair, PatchSampler, list_images, load_pairs
+from .data import Pair, PatchSampler, list_images, load_pairs, load_rgb
 from .eval import score
 from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
 
@@ -50,12 +51,36 @@ def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     """Training images, and validation images (a seeded hold-out of the data when `holdout` > 0)."""
     paths = [p for folder in cfg.data for p in list_images(folder)]
     if cfg.holdout <= 0:
-        return paths, list_images(cfg.val)
+        val = list_images(cfg.val)
+        return paths + extra_images(cfg.extra, val), val
     if cfg.holdout >= len(paths):
         raise SystemExit(f"holdout={cfg.holdout} leaves no training image (the data has {len(paths)})")
     order = np.random.default_rng(cfg.seed).permutation(len(paths))
     held = {int(i) for i in order[: cfg.holdout]}
-    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+    train, val = [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+    return train + extra_images(cfg.extra, val), val
+
+
+def extra_images(folders: tuple[str, ...], val: list[Path]) -> list[Path]:
+    """Images of the training-only folders, less any whose pixels equal a validation image.
+
+    Extra data often comes from the same public collection as the hold-out (a packaged clip-art set), so
+    the check is on decoded pixels, not on file names, lest the run validate on what it trained on.
+    """
+    if not folders:
+        return []
+    held = {pixel_digest(p) for p in val}
+    paths = [p for folder in folders for p in list_images(folder)]
+    kept = [p for p in paths if pixel_digest(p) not in held]
+    print(f"extra data: {len(kept)} images ({len(paths) - len(kept)} equal to a validation image, skipped)",
+          file=sys.stderr)
+    return kept
+
+
+def pixel_digest(path: Path) -> str:
+    """SHA-256 of an image's decoded RGB pixels and size."""
+    rgb = load_rgb(path)
+    return hashlib.sha256(repr(rgb.shape).encode() + rgb.tobytes()).hexdigest()
 
 
 def validate(net: ESPCN, pairs: list[Pair], scale: int) -> tuple[float, float]:
