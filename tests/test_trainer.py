@@ -142,7 +142,10 @@ def _cfg(image_dir, tmp_path, **kw) -> TrainConfig:
 
 
 def test_extra_data_trains_but_never_validates(image_dir, tmp_path):
-    """Extra folders join training only; a re-encoded copy of a hold-out image is dropped, others kept."""
+    """Extra folders join training only; a re-encoded copy of a hold-out image is dropped, others kept.
+
+    The split itself never reads them, so a released model is measured without them (CI has none).
+    """
     cfg = _cfg(image_dir, tmp_path, holdout=2)
     _, held = train_mod.split_data(cfg)
     extra = tmp_path / "extra"
@@ -151,10 +154,11 @@ def test_extra_data_trains_but_never_validates(image_dir, tmp_path):
     kept = sorted(p for p in image_dir.glob("*.png") if p not in held)[0]
     Image.open(kept).save(extra / "copy_of_train.png")
     Image.fromarray(np.full((40, 40, 3), 7, np.uint8)).save(extra / "new.png")
-    train, val = train_mod.split_data(dataclasses.replace(cfg, extra=(str(extra),)))
-    assert val == held
-    added = [p.name for p in train if p.parent != image_dir]
-    assert sorted(added) == ["copy_of_train.png", "new.png"]
+    assert train_mod.split_data(dataclasses.replace(cfg, extra=(str(tmp_path / "absent"),)))[1] == held
+    added = train_mod.extra_images((str(extra),), held)
+    assert sorted(p.name for p in added) == ["copy_of_train.png", "new.png"]
+    run = train_mod.train(dataclasses.replace(cfg, extra=(str(extra),), steps=2))
+    assert run.is_file()
 
 
 def test_training_reduces_loss(image_dir, tmp_path):

@@ -48,17 +48,19 @@ def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor)
 
 
 def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
-    """Training images, and validation images (a seeded hold-out of the data when `holdout` > 0)."""
+    """Training images, and validation images (a seeded hold-out of the data when `holdout` > 0).
+
+    `extra` folders are not read here: they do not change the split, and measuring a released model
+    must not need them (`train` adds them with `extra_images`).
+    """
     paths = [p for folder in cfg.data for p in list_images(folder)]
     if cfg.holdout <= 0:
-        val = list_images(cfg.val)
-        return paths + extra_images(cfg.extra, val), val
+        return paths, list_images(cfg.val)
     if cfg.holdout >= len(paths):
         raise SystemExit(f"holdout={cfg.holdout} leaves no training image (the data has {len(paths)})")
     order = np.random.default_rng(cfg.seed).permutation(len(paths))
     held = {int(i) for i in order[: cfg.holdout]}
-    train, val = [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
-    return train + extra_images(cfg.extra, val), val
+    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
 
 
 def extra_images(folders: tuple[str, ...], val: list[Path]) -> list[Path]:
@@ -167,6 +169,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_data(cfg)
+    train_paths += extra_images(cfg.extra, val_paths)
     net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
     sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed,
                            context=net.cfg.radius if cfg.context else 0)
