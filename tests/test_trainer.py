@@ -161,6 +161,18 @@ def test_extra_data_trains_but_never_validates(image_dir, tmp_path):
     assert run.is_file()
 
 
+def test_extra_share_sets_the_patch_mix(image_dir):
+    """By default every pixel is equally likely; `extra_share` fixes the extra group's share of patches."""
+    pairs = load_pairs(image_dir, 2)
+    main, extra = pairs[:2], pairs[2:] * 5  # the extra group has 10x the main group's area
+    by_area = PatchSampler(main, 2, 12, augment=False, seed=0, extra=extra)
+    assert by_area.weights[2:].sum() == pytest.approx(10 / 11)
+    mixed = PatchSampler(main, 2, 12, augment=False, seed=0, extra=extra, extra_share=0.25)
+    assert mixed.weights[2:].sum() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="extra_share"):
+        TrainConfig(extra_share=1.0)
+
+
 def test_training_reduces_loss(image_dir, tmp_path):
     cfg = _cfg(image_dir, tmp_path, steps=120, ckpt_every=60, eval_every=120, lr=3e-3)
     train_mod.train(cfg)

@@ -42,6 +42,8 @@ def _training_lines(training: dict, depth: int = 0) -> list[str]:
     commands = training.get("commands") or ["not recorded"]
     holdout = f" minus a seeded hold-out of {cfg['holdout']} images" if cfg.get("holdout") else ""
     extra = f"; training only: {', '.join(cfg['extra'])}" if cfg.get("extra") else ""
+    if extra and cfg.get("extra_share"):
+        extra += f" ({cfg['extra_share']:.0%} of the patches)"
     lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}{extra}",
              f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches"
              f"{' with their surroundings (--context)' if cfg.get('context') else ''}, Adam "

@@ -39,6 +39,7 @@ class TrainConfig:
     holdout: int = 0                  # keep a seeded N images of the data for validation instead of `val`
     extra: tuple[str, ...] = ()       # training-only folders: never drawn into the hold-out; copies of a
                                       # validation image (same pixels) are skipped
+    extra_share: float = 0.0          # share of patches drawn from `extra` (0: by area, like the rest)
 
     def __post_init__(self) -> None:
         """Reject bad values before any data is loaded."""
@@ -48,6 +49,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if min(self.steps, self.batch, self.patch, self.eval_every, self.ckpt_every, self.threads) < 1:
             raise ValueError("steps, batch, patch, eval_every, ckpt_every and threads must be >= 1")
+        if not 0.0 <= self.extra_share < 1.0:
+            raise ValueError(f"extra_share must be in [0, 1), got {self.extra_share}")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0, got {self.holdout}")
 

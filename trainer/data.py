@@ -112,6 +112,10 @@ def shave(img: np.ndarray, border: int) -> np.ndarray:
 class PatchSampler:
     """Random aligned (LR, HR) luma patches from a list of pairs, with flips/rotations.
 
+    Pictures are drawn in proportion to their area, so every pixel is equally likely. `extra` pairs
+    (training-only data) join them; `extra_share` > 0 gives that group a fixed share of the patches
+    instead, so a large extra collection cannot crowd out the data the model is for.
+
     Flips and 90-degree rotations commute with the centre-aligned symmetric downscale, so augmenting
     the LR and HR patch together gives a valid pair. The generator state is part of the checkpoint,
     which is what makes a resumed run repeat the uninterrupted one exactly.
@@ -124,12 +128,17 @@ class PatchSampler:
     """
 
     def __init__(self, pairs: list[Pair], scale: int, patch: int, augment: bool, seed: int,
-                 context: int = 0) -> None:
+                 context: int = 0, extra: tuple[Pair, ...] | list[Pair] = (), extra_share: float = 0.0) -> None:
         self.window = patch + 2 * context
-        self.pairs = [p for p in pairs if min(p.lr_y.shape) >= self.window]
+        main, more = ([p for p in group if min(p.lr_y.shape) >= self.window] for group in (pairs, extra))
+        self.pairs = main + more
         if not self.pairs:
             raise ValueError(f"no training image is at least {self.window * scale} px on its short side")
         area = np.array([p.lr_y.size for p in self.pairs], dtype=np.float64)
+        if extra_share > 0 and main and more:  # the extra group gets that share of patches, else all by area
+            k = len(main)
+            area[:k] *= (1.0 - extra_share) / area[:k].sum()
+            area[k:] *= extra_share / area[k:].sum()
         self.weights = area / area.sum()
         self.scale, self.patch, self.context, self.augment = scale, patch, context, augment
         self.rng = np.random.default_rng(seed)

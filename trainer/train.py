@@ -169,10 +169,11 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_data(cfg)
-    train_paths += extra_images(cfg.extra, val_paths)
+    extra_paths = extra_images(cfg.extra, val_paths)
     net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
     sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed,
-                           context=net.cfg.radius if cfg.context else 0)
+                           context=net.cfg.radius if cfg.context else 0,
+                           extra=load_pairs("", cfg.scale, extra_paths), extra_share=cfg.extra_share)
     val_pairs = load_pairs("", cfg.scale, val_paths)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history = 0, {"loss": [], "val": [], "seconds": 0.0}
