@@ -287,8 +287,8 @@ def test_continued_run_keeps_its_lineage_in_the_card(image_dir, tmp_path):
 
     first = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path / "a", steps=4))),
                               str(tmp_path / "a.onnx"))
-    cont = train_mod.train(_cfg(image_dir, tmp_path / "b", steps=6, init_from=str(first), extra=(str(image_dir),)),
-                           command="python -m trainer.train --init_from a.onnx")
+    cfg = _cfg(image_dir, tmp_path / "b", steps=6, init_from=str(first), extra=(str(image_dir),))
+    cont = train_mod.train(cfg, command="python -m trainer.train --init_from a.onnx")
     card = describe(export_mod.export(str(cont), str(tmp_path / "models" / "b.onnx")))
     assert "continued from the weights of this earlier run" in card
     assert "`python -m trainer.train --init_from a.onnx`" in card
