@@ -182,6 +182,33 @@ def test_training_reduces_loss(image_dir, tmp_path):
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
 
 
+def test_logmse_is_minus_the_mean_patch_psnr():
+    hr = torch.zeros(2, 1, 4, 4)
+    sr = hr.clone()
+    sr[0] += 0.1                                   # MSE 1e-2: 20 dB
+    sr[1] += 0.01                                  # MSE 1e-4: 40 dB ...
+    sr[1, :, 0] = 5.0                              # ... outside a masked-out row
+    weight = torch.ones_like(hr)
+    weight[1, :, 0] = 0.0
+    floor = train_mod.LOGMSE_FLOOR
+    want = (10 * np.log10(1e-2 + floor) + 10 * np.log10(1e-4 + floor)) / 2
+    assert float(train_mod.loss_fn("logmse", sr, hr, weight)) == pytest.approx(want, abs=1e-4)
+    # Each patch counts by its PSNR: the same error added to the clean patch costs it far more.
+    worse_clean, worse_busy = sr.clone(), sr.clone()
+    worse_clean[1, :, 1:] += 0.01
+    worse_busy[0] += 0.01
+    base = float(train_mod.loss_fn("logmse", sr, hr, weight))
+    assert float(train_mod.loss_fn("logmse", worse_clean, hr, weight)) - base > \
+        5 * (float(train_mod.loss_fn("logmse", worse_busy, hr, weight)) - base)
+
+
+def test_logmse_training_raises_patch_psnr(image_dir, tmp_path):
+    cfg = _cfg(image_dir, tmp_path, steps=120, ckpt_every=60, eval_every=120, lr=3e-3, loss="logmse")
+    train_mod.train(cfg)
+    losses = [v for _, v in torch.load(tmp_path / "run" / "last.pt", weights_only=False)["history"]["loss"]]
+    assert losses[-1] < losses[0] - 3.0            # 3 dB better patches
+
+
 @pytest.mark.parametrize("context", [False, True])
 def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch, context):
     whole = train_mod.train(_cfg(image_dir, tmp_path / "a", context=context))

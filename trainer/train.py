@@ -33,9 +33,20 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * t))
 
 
+LOGMSE_FLOOR = 4e-6  # ~54 dB: below it a patch's error is under the 8-bit rounding the measure applies
+
+
 def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Pixel loss on Y (l1, l2 or charbonnier), averaged over the pixels whose `weight` is 1."""
+    """Pixel loss on Y (l1, l2 or charbonnier), averaged over the pixels whose `weight` is 1.
+
+    `logmse` is 10 log10 of each patch's MSE, averaged over the batch: minus the mean patch PSNR. A mean of
+    per-image PSNR weighs a small error on a flat picture as much as a large one on a busy picture, which
+    a plain L2 over all pixels does not; this loss weighs patches the way that measure does.
+    """
     err = sr - hr
+    if kind == "logmse":
+        mse = (err**2 * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1.0)
+        return (10.0 * torch.log10(mse + LOGMSE_FLOOR)).mean()
     if kind == "l1":
         per_pixel = err.abs()
     elif kind == "l2":
@@ -145,10 +156,11 @@ def plot(history: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    if history["loss"]:
-        steps, losses = zip(*history["loss"])
-        a.plot(steps, losses)
-    a.set(xlabel="step", ylabel="train loss", yscale="log", title="loss")
+    losses = [v for _, v in history["loss"]]
+    if losses:
+        a.plot([s for s, _ in history["loss"]], losses)
+    # logmse is in dB (negative): a log axis only suits the positive pixel losses.
+    a.set(xlabel="step", ylabel="train loss", yscale="log" if losses and min(losses) > 0 else "linear", title="loss")
     if history["val"]:
         steps, vals = zip(*history["val"])
         b.plot(steps, vals, marker="o")
