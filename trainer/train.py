@@ -37,7 +37,7 @@ LOGMSE_FLOOR = 4e-6  # ~54 dB: below it a patch's error is under the 8-bit round
 
 
 def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Pixel loss on Y (l1, l2 or charbonnier), averaged over the pixels whose `weight` is 1.
+    """Loss on Y over the pixels whose `weight` is 1: l1, l2 or charbonnier per pixel, or logmse per patch.
 
     `logmse` is 10 log10 of each patch's MSE, averaged over the batch: minus the mean patch PSNR. A mean of
     per-image PSNR weighs a small error on a flat picture as much as a large one on a busy picture, which
