@@ -89,7 +89,7 @@ def test_int_output_is_clamped(onnx_dir):
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 7), (9, 1), (3, 2)])
 def test_tiny_planes(size, random2, nearest2):
-    """Planes smaller than the receptive field still work (whole plane, zero padding)."""
+    """Planes smaller than the receptive field still work (whole plane, mirrored as far as it goes)."""
     clip = noise_clip(vs.core.get_video_format(vs.GRAY16), *size, length=1, seed=sum(size))
     out = graph.upscale(clip, model=str(random2), backend="ort")
     assert np.array_equal(plane(out), reference_y_int(random2, plane(clip), 16))

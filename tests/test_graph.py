@@ -309,8 +309,9 @@ def test_luma_frames_are_created_not_copied_from_a_blank(random2):
 
     src = noise_clip(vs.GRAY16, 40, 24, length=2)
     info = models.load(random2)
-    net = backends.create("ort", info, (24, 40))
-    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(24, 40, (24, 40), info.radius), frames.Codec.of(src.format))
+    plan = graph.tile_plan(src, info.radius, None, -1)
+    net = backends.create("ort", info, plan.window)
+    up = frames.PlaneUpscaler(net, 2, plan, frames.Codec.of(src.format))
     luma = frames.luma_clip(core.core, src, up)
     assert len(luma.dependencies) == 1
     assert (luma.dependencies[0].width, luma.dependencies[0].height) == (40, 24)

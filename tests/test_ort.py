@@ -94,26 +94,21 @@ def test_auto_falls_back_when_trt_build_fails(monkeypatch, random2):
         backends.create("trt", models.load(random2), (8, 8))
 
 
-def test_run_into_writes_the_same_as_run(random3):
-    """The zero-copy path (ORT writes into the output plane) gives run()'s exact result."""
-    net = backends.create("ort", models.load(random3), (16, 24))
-    lr = np.random.default_rng(4).random((16, 24), dtype=np.float32)
-    out = np.full((48, 72), np.nan, np.float32)
-    net.run_into(lr, out)
-    assert np.array_equal(out, net.run(lr))
 
-
-def test_float_frame_path_uses_zero_copy(monkeypatch, random2):
-    """A GRAYS clip whose output plane is contiguous goes through run_into (and stays exact)."""
-    from test_support import noise_clip, plane, reference_y
+@pytest.mark.parametrize("fmt", [vs.GRAYS, vs.GRAY8])
+def test_border_is_the_picture_mirrored(random2, fmt):
+    """At the picture's edge the network sees the picture mirrored (edge pixel repeated), not its zero
+    padding: upscaling a plane equals the middle of upscaling that plane mirrored outward by 4 px
+    (the model's receptive radius), whatever the frame format; framing it with zeros instead differs."""
+    from test_support import mirror_clip, noise_clip, plane
     from vs_espcn import graph
 
-    calls = []
-    orig = ort_backend.OrtBackend.run_into
-    monkeypatch.setattr(ort_backend.OrtBackend, "run_into", lambda self, a, b: calls.append(1) or orig(self, a, b))
-    clip = noise_clip(vs.GRAYS, 64, 20, length=1)
-    out = plane(graph.upscale(clip, model=str(random2), backend="ort"))
-    assert calls and np.array_equal(out, reference_y(random2, plane(clip)))
+    clip = noise_clip(fmt, 40, 22, length=1)
+    out = plane(graph.upscale(clip, model=str(random2), backend="ort")).astype(np.float64)
+    wide, framed = (plane(graph.upscale(mirror_clip(clip, 4, zero), model=str(random2), backend="ort"))[8:-8, 8:-8]
+                    for zero in (False, True))
+    assert np.abs(out - wide).max() <= (1e-5 if fmt == vs.GRAYS else 0)
+    assert np.abs(out - framed).max() > (1e-3 if fmt == vs.GRAYS else 1)
 
 
 def _with_tail(model, nodes, out_type=onnx.TensorProto.FLOAT):
@@ -175,30 +170,3 @@ def test_trt_probe_without_device_keyword_still_works(monkeypatch):
 
     monkeypatch.setattr(trt, "trt_available", lambda: (False, "legacy probe"))
     assert backends.trt_status(1) == (False, "legacy probe")
-
-
-def test_run_into_is_part_of_the_protocol(monkeypatch, random2):
-    """Every backend create() returns has run_into: a backend with only run (here a stand-in
-    for TensorRT) is completed by an adapter, and the float frame path uses it unconditionally."""
-    from vs_espcn import frames, tiling
-    from vs_espcn.backends import trt
-
-    assert callable(getattr(backends.Backend, "run_into", None))
-    ort_net = backends.create("ort", models.load(random2), (10, 12))
-    assert isinstance(ort_net, ort_backend.OrtBackend)  # implements it itself: not wrapped
-
-    class RunOnly:
-        def __init__(self, model, shape, options):
-            self.scale, self.shape, self.inner = model.scale, shape, ort_net
-
-        def run(self, lr):
-            return self.inner.run(lr)
-
-    monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (True, ""))
-    monkeypatch.setattr(trt, "TrtBackend", RunOnly)
-    net = backends.create("trt", models.load(random2), (10, 12))
-    assert net.shape == (10, 12) and net.scale == 2
-    lr = np.random.default_rng(1).random((10, 12), dtype=np.float32)
-    out = np.full((20, 24), np.nan, np.float32)
-    frames.PlaneUpscaler(net, 2, tiling.make_plan(10, 12, (10, 12), 4), frames.Codec(False, 1.0, 0)).process(lr, out)
-    assert np.array_equal(out, ort_net.run(lr))

@@ -1,11 +1,12 @@
-"""Peer check: our Y output equals vs-mlrt's `core.ort.Model` running the same ONNX (CPU)."""
+"""Peer check: our Y output equals vs-mlrt's `core.ort.Model` running the same ONNX (CPU) on the clip
+extended by our mirrored border (vs-mlrt itself meets the edge with the network's zero padding)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import vapoursynth as vs
 
-from test_support import noise_clip, onnx_dir, plane, random2, random3  # noqa: F401
+from test_support import mirror_clip, noise_clip, onnx_dir, plane, random2, random3  # noqa: F401
 from vs_espcn import graph
 
 core = vs.core
@@ -23,7 +24,11 @@ def test_grays_equals_vs_mlrt(mlrt, size, random2, random3):
     for model in (random2, random3):
         clip = noise_clip(vs.GRAYS, *size, length=2, seed=size[0])
         ours = graph.upscale(clip, model=str(model), backend="ort")
-        peer = mlrt.Model([clip], network_path=str(model), provider="CPU")
+        r = ours.width // clip.width
+        peer = mlrt.Model([mirror_clip(clip, 4)], network_path=str(model), provider="CPU")
+        peer = peer.std.Crop(4 * r, 4 * r, 4 * r, 4 * r)
         assert (ours.width, ours.height) == (peer.width, peer.height)
         for n in range(2):
             assert np.array_equal(plane(ours, n), plane(peer, n))
+        bare = mlrt.Model([clip], network_path=str(model), provider="CPU")  # zero padding: other edges
+        assert not np.array_equal(plane(ours, 0), plane(bare, 0))

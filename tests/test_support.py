@@ -44,23 +44,43 @@ def plane(clip: vs.VideoNode, n: int = 0, p: int = 0) -> np.ndarray:
     return np.array(clip.get_frame(n)[p])
 
 
-def reference_y(model: Path, y: np.ndarray) -> np.ndarray:
-    """Float plane: run the ONNX on it with onnxruntime directly (float32 result)."""
+def reference_net(model: Path, x: np.ndarray) -> np.ndarray:
+    """onnxruntime on the (H, W) float32 plane `x` mirrored outward by the model's receptive radius
+    (numpy "symmetric", the plugin's border), cropped back to (rH, rW)."""
     import onnxruntime as ort
 
-    assert y.dtype.kind == "f", "use reference_y_int for integer planes"
+    from vs_espcn import models
+
+    info = models.load(model)
+    p, r = info.radius, info.scale
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    x = y.astype(np.float32)[None, None]
-    return sess.run(None, {"lr": x})[0][0, 0]
+    out = sess.run(None, {"lr": np.pad(x, p, mode="symmetric")[None, None]})[0][0, 0]
+    return out[p * r : out.shape[0] - p * r, p * r : out.shape[1] - p * r]
+
+
+def mirror_clip(clip: vs.VideoNode, pad: int, zero: bool = False) -> vs.VideoNode:
+    """A one-plane clip with every frame's plane extended by `pad` pixels per side: mirrored, edge pixel
+    repeated (numpy "symmetric", the plugin's border), or zeros with `zero`."""
+    blank = vs.core.std.BlankClip(clip, width=clip.width + 2 * pad, height=clip.height + 2 * pad)
+
+    def extend(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = blank.get_frame(0).copy()
+        np.asarray(out[0])[:] = np.pad(np.asarray(f[0]), pad, mode="constant" if zero else "symmetric")
+        return out
+
+    return blank.std.ModifyFrame(clip, extend)
+
+
+def reference_y(model: Path, y: np.ndarray) -> np.ndarray:
+    """Float plane: run the ONNX on it with onnxruntime directly (float32 result)."""
+    assert y.dtype.kind == "f", "use reference_y_int for integer planes"
+    return reference_net(model, y.astype(np.float32))
 
 
 def reference_y_int(model: Path, y: np.ndarray, bits: int) -> np.ndarray:
     """Integer plane: code / (255 * 2**(bits-8)) -> network -> clamp(round(out * ...))."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     div = np.float32(255 * 2 ** (bits - 8))
-    out = sess.run(None, {"lr": (y.astype(np.float32) / div)[None, None]})[0][0, 0]
+    out = reference_net(model, y.astype(np.float32) / div)
     return np.clip(np.rint(out * div), 0, 2 ** bits - 1).astype(y.dtype)
 
 

@@ -1,4 +1,4 @@
-"""Tile plan properties and tiled == untiled (zero-padded convs: the true border behaves as untiled)."""
+"""Tile plan properties and tiled == untiled (the mirrored border behaves as in one whole-plane run)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,25 +9,28 @@ from test_support import noise_clip, onnx_dir, plane, random2, random3  # noqa: 
 from vs_espcn import backends, frames, graph, models, tiling
 
 
+@pytest.mark.parametrize("pad", [0, 4])
 @pytest.mark.parametrize("length,tile,overlap", [
     (1, 1, 0), (7, 3, 2), (100, 32, 4), (100, 100, 4), (101, 50, 4), (1080, 544, 4), (33, 8, 16),
     (5, 64, 4), (2160, 544, 4)])
-def test_axis_plan_covers_once_with_context(length, tile, overlap):
-    window, spans = tiling.plan_axis(length, tile, overlap)
-    assert window == min(length, max(s.core1 - s.core0 for s in spans) + 2 * overlap)
+def test_axis_plan_covers_once_with_context(length, tile, overlap, pad):
+    window, spans = tiling.plan_axis(length, tile, overlap, pad)
+    extended = length + 2 * pad
+    assert window == min(extended, max(s.core1 - s.core0 for s in spans) + 2 * overlap)
     assert len(spans) == -(-length // tile)
     covered = np.zeros(length, int)
     for s in spans:
-        assert 0 <= s.win and s.win + window <= length  # every window the same size, inside
+        assert 0 <= s.win and s.win + window <= extended  # every window the same size, inside
         assert s.core1 - s.core0 <= tile
         covered[s.core0:s.core1] += 1
-        assert s.core0 - s.win >= min(overlap, s.core0)  # left context (or the true border)
-        assert s.win + window - s.core1 >= min(overlap, length - s.core1)  # right context
+        c0, c1 = s.core0 + pad, s.core1 + pad  # the core in the extended plane
+        assert c0 - s.win >= min(overlap, c0)  # left context (or all the extension there is)
+        assert s.win + window - c1 >= min(overlap, extended - c1)  # right context
     assert np.all(covered == 1)
 
 
 def test_axis_plan_rejects_nonsense():
-    for args in ((0, 4, 0), (10, 0, 0), (10, 4, -1)):
+    for args in ((0, 4, 0), (10, 0, 0), (10, 4, -1), (10, 4, 4, -1)):
         with pytest.raises(ValueError):
             tiling.plan_axis(*args)
 
@@ -41,16 +44,17 @@ def test_auto_tilesize_bounds_window_pixels():
     assert h * w <= tiling.AUTO_PIXELS
 
 
+@pytest.mark.parametrize("pad", [0, 4])
 @pytest.mark.parametrize("size", [(37, 53), (64, 64), (17, 90)])
 @pytest.mark.parametrize("tile", [(8, 8), (16, 11), (5, 64), (20, 7)])
-def test_tiled_equals_untiled_frame_path(size, tile, random2):
-    """PlaneUpscaler with small tiles == one whole-plane run, within 1e-6 (float32)."""
+def test_tiled_equals_untiled_frame_path(size, tile, pad, random2):
+    """PlaneUpscaler with small tiles == one run on the whole (mirror-extended) plane, within 1e-6."""
     info = models.load(random2)
     net = backends.create("ort", info, size)
     lr = np.random.default_rng(5).random(size, dtype=np.float32)
-    whole = net.run(lr).copy()
+    whole = net.run(np.pad(lr, pad, mode="symmetric")).copy()[2 * pad:2 * pad + 2 * size[0], 2 * pad:2 * pad + 2 * size[1]]
     codec = frames.Codec(False, 1.0, 0)
-    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(*size, tile, info.radius), codec)
+    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(*size, tile, info.radius, pad), codec)
     out = np.full((size[0] * 2, size[1] * 2), np.nan, np.float32)
     up.process(lr, out)
     assert len(up.tiles) > 1

@@ -16,8 +16,9 @@ from PIL import Image  # noqa: E402
 from trainer import export as export_mod  # noqa: E402
 from trainer import train as train_mod  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import Pair, PatchSampler, load_pairs, resize_float, rgb_to_y  # noqa: E402
-from trainer.model import ESPCN, ESPCNConfig, load_model  # noqa: E402
+from trainer.data import (BORDER, Pair, PatchSampler, load_pairs, mirror_index, resize_float,  # noqa: E402
+                          rgb_to_y)
+from trainer.model import ESPCN, ESPCNConfig, load_model, upscale_plane  # noqa: E402
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -84,37 +85,46 @@ def _window_at(plane: np.ndarray, window: np.ndarray) -> tuple[int, int]:
     return hits[0]
 
 
-def test_context_loss_pixels_see_only_real_picture(image_dir):
-    """With context, every pixel the loss counts is what the network gives on the whole picture:
-    no counted pixel is computed from the zero padding of the window's own border."""
+def test_mirror_index_is_numpys_symmetric_pad():
+    plane = np.arange(7 * 5).reshape(7, 5)
+    padded = np.pad(plane, 4, mode=BORDER)
+    for y0, x0 in [(-4, -4), (-2, 0), (0, -1), (2, -3)]:
+        got = plane[np.ix_(mirror_index(y0, 9, 7), mirror_index(x0, 9, 5))]
+        np.testing.assert_array_equal(got, padded[y0 + 4 : y0 + 13, x0 + 4 : x0 + 13])
+
+
+def test_context_loss_pixels_are_what_the_whole_picture_gives(image_dir):
+    """With context, every pixel the loss counts is what the network gives on the whole picture extended
+    by BORDER (as eval and the plugin run it): none comes from the zero padding of the window's border,
+    and beyond the picture's edge the window holds the same BORDER extension."""
     pair = load_pairs(image_dir, 2)[0]
     net = ESPCN(ESPCNConfig(scale=2)).eval()
+    c = net.cfg.radius
     with torch.no_grad():
-        whole = net(torch.from_numpy(pair.lr_y)[None, None])[0, 0].numpy()
-    sampler = PatchSampler([pair], 2, 8, augment=False, seed=5, context=net.cfg.radius)
+        whole = net(torch.from_numpy(np.pad(pair.lr_y, c, mode=BORDER))[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(whole[2 * c : -2 * c, 2 * c : -2 * c], upscale_plane(net, pair.lr_y), atol=1e-6)
+    sampler = PatchSampler([pair], 2, 8, augment=False, seed=5, context=c)
     lr, hr, weight = sampler.batch(40)
     assert lr.shape[-1] == 16 and hr.shape[-1] == 32
     with torch.no_grad():
         part = net(torch.from_numpy(lr)).numpy()
     edges = 0
     for i in range(40):
-        y, x = _window_at(pair.lr_y, lr[i, 0])
+        y, x = _window_at(np.pad(pair.lr_y, c, mode=BORDER), lr[i, 0])
         ref = whole[2 * y : 2 * y + 32, 2 * x : 2 * x + 32]
         counted = weight[i, 0] == 1
         np.testing.assert_allclose(part[i, 0][counted], ref[counted], atol=1e-6)
-        # at most the 8x8 LR patch counts; the context ring counts only where it is the picture's edge
-        assert 0 < counted.sum() <= 16 * 16
-        last_y, last_x = pair.lr_y.shape[0] - 16, pair.lr_y.shape[1] - 16
-        assert not counted[:8].any() or y == 0
-        assert not counted[-8:].any() or y == last_y
-        assert not counted[:, :8].any() or x == 0
-        assert not counted[:, -8:].any() or x == last_x
-        edges += bool(counted[0].any() or counted[:, 0].any() or counted[-1].any() or counted[:, -1].any())
-    assert 0 < edges < 40  # picture-edge pixels are among the counted ones, but not always
+        assert 0 < counted.sum() <= 16 * 16  # at most the 8x8 LR patch counts, never the context ring
+        assert not (counted[:8].any() or counted[-8:].any() or counted[:, :8].any() or counted[:, -8:].any())
+        np.testing.assert_array_equal(hr[i, 0][counted], np.pad(pair.hr_y, 2 * c, mode=BORDER)[
+            2 * y : 2 * y + 32, 2 * x : 2 * x + 32][counted])
+        edges += bool(y == 0 or x == 0 or y == pair.lr_y.shape[0] + 2 * c - 16
+                      or x == pair.lr_y.shape[1] + 2 * c - 16)
+    assert 0 < edges < 40  # windows reaching beyond the picture are among them, but not all
     # and an inner window run alone is not the whole-picture answer on its outer ring (what the option fixes)
     with torch.no_grad():
         ring = net(torch.from_numpy(pair.lr_y[4:20, 4:20])[None, None]).numpy()[0, 0]
-    assert np.abs(ring[:2] - whole[8:10, 8:40]).max() > 1e-4
+    assert np.abs(ring[:2] - whole[8 + 2 * c : 10 + 2 * c, 8 + 2 * c : 40 + 2 * c]).max() > 1e-4
 
 
 def test_context_counts_every_picture_pixel_equally_often():
@@ -123,12 +133,12 @@ def test_context_counts_every_picture_pixel_equally_often():
     code = np.arange(h * w, dtype=np.float32).reshape(h, w)  # each LR value names its own position
     pair = Pair("coded", np.zeros((2 * h, 2 * w), np.float32), code, np.zeros((h, w, 3), np.uint8))
     sampler = PatchSampler([pair], 2, 8, augment=False, seed=1, context=4)
-    cover = np.zeros((h, w))
+    cover = np.zeros(h * w)
     for _ in range(60):
         lr, _, weight = sampler.batch(100)
         for win, wt in zip(lr[:, 0], weight[:, 0]):
-            y, x = divmod(int(win[0, 0]), w)
-            cover[y : y + 16, x : x + 16] += wt[::2, ::2]
+            np.add.at(cover, win[wt[::2, ::2] == 1].astype(int), 1)
+    cover = cover.reshape(h, w)
     assert cover.min() > 0.7 * cover.mean() and cover.max() < 1.3 * cover.mean()
     ring = np.ones((h, w), bool)
     ring[4:-4, 4:-4] = False
@@ -245,7 +255,7 @@ def test_export_parity_metadata_and_refusal(image_dir, tmp_path, monkeypatch):
     model = onnx.load(out)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["scale"] == "3" and json.loads(meta["arch"])["kernels"] == [5, 3, 3]
-    assert meta["y_convention"] == "bt601-studio/255"
+    assert meta["y_convention"] == "bt601-studio/255" and meta["border"] == BORDER == "symmetric"
     x = np.random.default_rng(0).random((1, 1, 21, 17), dtype=np.float32)
     ref = load_model(str(ckpt))(torch.from_numpy(x)).detach().numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
@@ -254,6 +264,24 @@ def test_export_parity_metadata_and_refusal(image_dir, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="refusing"):
         export_mod.export(str(ckpt), str(tmp_path / "bad.onnx"))
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_remeasure_rewrites_numbers_not_weights(image_dir, tmp_path):
+    """`release --remeasure` measures an exported file again on its run's own sets (here a hold-out split)
+    and rewrites its metrics and card; the graph and weights stay byte for byte."""
+    from trainer import release
+    from trainer.eval import evaluate
+
+    cfg = _cfg(image_dir, tmp_path, holdout=2, steps=4)
+    out = export_mod.export(str(train_mod.train(cfg)), str(tmp_path / "models" / "m.onnx"), {"holdout": {}})
+    graph = onnx.load(out).graph.SerializeToString()
+    assert release.main(["--remeasure", str(out)]) == 0
+    meta = export_mod.read_metadata(out)
+    want = evaluate(str(out), train_mod.split_data(cfg)[1], 2)["espcn"]["mean"]
+    assert json.loads(meta["metrics"])["holdout"]["espcn"] == [round(v, 4) for v in want]
+    assert meta["border"] == BORDER and "--remeasure" in meta["measured"] and meta["scale"] == "2"
+    assert onnx.load(out).graph.SerializeToString() == graph
+    assert "measured again by `python -m trainer.release --remeasure" in (out.parent / "MODEL_CARD.md").read_text()
 
 
 def test_cli_overrides_preset_with_types():

@@ -150,7 +150,7 @@ def test_cli_two_processes_build_one_engine_then_list_and_clear(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     paths = {out.strip() for out, _ in outs}
     assert len(paths) == 1 and Path(paths.pop()).is_file()
-    assert sum(err.count("building TensorRT engine for 1x1x24x40 fp16") for _, err in outs) == 1
+    assert sum(err.count("building TensorRT engine for 1x1x32x48 fp16") for _, err in outs) == 1
     assert all("this can take minutes" not in out for out, _ in outs)  # progress never on stdout
     entries = EngineCache(tmp_path / "cache").entries()
     assert len(entries) == 1 and EngineCache(tmp_path / "cache").check(_entry_key(entries[0]))[0] is not None
@@ -175,7 +175,7 @@ def test_cli_dynamic_fp32_and_bad_model(tmp_path):
     model = make_espcn_onnx(tmp_path / "m.onnx", 4)
     out, err = _cli(["build", "--model", str(model), "--width", "30", "--height", "20", "--fp32", "--dynamic",
                      "--opt-level", "0"], env).communicate(timeout=600)
-    assert "-dyn-fp32-" in out and "building TensorRT engine for 1x1x1x1-1x1x20x30 fp32" in err
+    assert "-dyn-fp32-" in out and "building TensorRT engine for 1x1x1x1-1x1x28x38 fp32" in err
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
     proc = _cli(["build", "--model", str(bad), "--width", "30", "--height", "20"], env)
@@ -184,10 +184,11 @@ def test_cli_dynamic_fp32_and_bad_model(tmp_path):
 
 
 def test_cli_tile_window_is_the_plugin_tile():
-    """A clip that fits the pixel budget is one whole-plane tile; a tiled one is at most
-    tilesize + 2 * overlap per axis (the shape the static engine is built for)."""
+    """A clip that fits the pixel budget is one whole-plane tile (with its mirrored border of the
+    receptive radius per side); a tiled one is at most tilesize + 2 * overlap per axis (the shape the
+    static engine is built for)."""
     from vs_espcn.engines_cli import tile_window
 
-    assert tile_window(360, 640, 4, [], -1) == (360, 640)
+    assert tile_window(360, 640, 4, [], -1) == (368, 648)
     h, w = tile_window(1080, 1920, 4, [512, 256], 8)
     assert 16 < h <= 256 + 16 and 16 < w <= 512 + 16

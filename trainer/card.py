@@ -17,7 +17,11 @@ cropping `scale` pixels per border, SSIM of Wang et al. 2004). `tests/test_shipp
 them and fails if a file drifts by more than 0.02 dB.
 
 Architecture (all files): ESPCN (Shi et al. 2016) conv 5x5/64 - tanh - conv 3x3/32 - tanh - conv 3x3/r^2 -
-PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studio-swing convention.
+PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studio-swing convention. At the
+picture's edge the network sees the picture mirrored by its receptive radius, edge pixel repeated
+(`border = symmetric` in the metadata): in the plugin, in these measurements and in `--context` training
+patches. Runs before that change met the edge as zero padding; a file they made whose numbers were
+"measured again" keeps their weights.
 """
 
 
@@ -25,7 +29,10 @@ def describe(path: Path) -> str:
     """One section per ONNX file: data, command, steps, time, measured table."""
     meta = read_metadata(path)
     training, metrics = json.loads(meta["training"]), json.loads(meta["metrics"])
-    lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", ""] + _training_lines(training)
+    lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", ""]
+    if meta.get("measured"):
+        lines.append(f"- numbers measured again by `{meta['measured']}` (current protocol; same weights)")
+    lines += _training_lines(training)
     if training.get("parent"):
         lines.append(f"- in all: {_total(training, 'steps')} steps, "
                      f"{_hours(_total(training, 'seconds'))} of training on 2 shared CPU cores")

@@ -13,23 +13,28 @@ from typing import Callable
 
 import numpy as np
 
-from .data import Pair, load_pairs, resize_float
+from .data import Pair, load_pairs, resize_float, run_bordered
 from .metrics import psnr, ssim
 
 Upscaler = Callable[[np.ndarray], np.ndarray]
 
 
 def model_upscaler(path: str) -> tuple[Upscaler, int]:
-    """A (H, W) -> (rH, rW) function and its scale, from a training checkpoint or an exported ONNX."""
+    """A (H, W) -> (rH, rW) function and its scale, from a training checkpoint or an exported ONNX.
+
+    Both run the network on the plane extended by `data.BORDER`, as the plugin does."""
     if path.endswith(".onnx"):
         import onnxruntime as ort
 
         from .export import read_metadata
 
+        from .model import ESPCNConfig
+
         meta = read_metadata(path)
+        radius, scale = ESPCNConfig.from_dict(json.loads(meta["arch"])).radius, int(meta["scale"])
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         run = lambda y: sess.run(None, {"lr": y[None, None].astype(np.float32)})[0][0, 0]  # noqa: E731
-        return run, int(meta["scale"])
+        return (lambda y: run_bordered(run, y, radius, scale)), scale
     from .model import load_model, upscale_plane
 
     net = load_model(path)

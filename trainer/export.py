@@ -19,6 +19,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from .data import BORDER
 from .model import ESPCN, load_model
 
 OPSET = 17
@@ -68,6 +69,24 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+def update_metadata(path: str | Path, updates: dict[str, str]) -> None:
+    """Set `metadata_props` keys of an existing ONNX file in place (atomically); the graph is untouched."""
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props} | updates
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    _save(model, Path(path))
+
+
+def _save(model: onnx.ModelProto, out_path: Path) -> None:
+    """Write through a temp file + rename, so a reader never sees half a model."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(f".tmp{os.getpid()}")
+    onnx.save(model, tmp)
+    os.replace(tmp, out_path)
+
+
 def parity_error(net: ESPCN, model: onnx.ModelProto, seed: int = 0) -> float:
     """Max |torch - onnxruntime| on a random odd-sized batch."""
     import onnxruntime as ort
@@ -93,6 +112,7 @@ def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = ""
         "scale": str(net.cfg.scale),
         "arch": json.dumps(dataclasses.asdict(net.cfg)),
         "y_convention": "bt601-studio/255",
+        "border": BORDER,
         "name": name or cfg.get("name", Path(out).stem),
         "training": json.dumps({"data": cfg["data"], "steps": ckpt["step"], "config": cfg,
                                 "seconds": ckpt["history"].get("seconds"),
@@ -103,10 +123,7 @@ def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = ""
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(f".tmp{os.getpid()}")
-    onnx.save(model, tmp)
-    os.replace(tmp, out_path)
+    _save(model, out_path)
     print(f"wrote {out_path} (parity {err:.2g})", file=sys.stderr)
     return out_path
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import run_bordered
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "prelu": nn.PReLU}
 
 
@@ -113,7 +115,9 @@ def state_from_onnx(path: str) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def upscale_plane(net: nn.Module, lr_y: "np.ndarray") -> "np.ndarray":
-    """Run the network on one (H, W) float32 plane."""
-    x = torch.from_numpy(np.ascontiguousarray(lr_y, dtype=np.float32))[None, None]
-    return net(x)[0, 0].numpy()
+def upscale_plane(net: ESPCN, lr_y: "np.ndarray") -> "np.ndarray":
+    """Run the network on one (H, W) float32 plane, its edge extended by `data.BORDER` as the plugin does."""
+    def run(y: "np.ndarray") -> "np.ndarray":
+        return net(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None])[0, 0].numpy()
+
+    return run_bordered(run, lr_y, net.cfg.radius, net.cfg.scale)

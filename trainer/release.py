@@ -5,10 +5,15 @@ hold-out split (`holdout` > 0, the line-art model), with bicubic, Lanczos and zn
 same run, embeds the means in the ONNX `metrics` metadata, exports, and rewrites the model card beside
 `--out` from the metadata of every ONNX in that folder. The card and the regression test therefore read
 the same numbers.
+
+`--remeasure FILE.onnx` measures an exported file again by the current protocol (e.g. after the border
+convention changed) and rewrites only its `metrics`/`border`/`measured` metadata and the card; the weights
+stay byte for byte.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -17,7 +22,8 @@ import torch
 from .card import CARD_NAME, write_card
 from .config import TrainConfig
 from .eval import evaluate, format_table
-from .export import export
+from .data import BORDER
+from .export import export, read_metadata, update_metadata
 from .train import split_data
 
 EVAL = Path("../shared/data/eval")
@@ -58,16 +64,31 @@ def measure(ckpt: str, cfg: TrainConfig) -> dict:
     return metrics
 
 
+def remeasure(path: str) -> None:
+    """Measure an exported ONNX again with the run's own sets and write the numbers into its metadata."""
+    meta = read_metadata(path)
+    cfg = TrainConfig.from_dict(json.loads(meta["training"])["config"])
+    update_metadata(path, {"metrics": json.dumps(measure(path, cfg)), "border": BORDER,
+                           "measured": f"python -m trainer.release --remeasure {path}"})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Measure a checkpoint and export it with its numbers.")
-    ap.add_argument("--ckpt", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--card", help="card to rewrite (default: MODEL_CARD.md beside --out, so a trial release "
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--ckpt", help="training checkpoint to measure and export to --out")
+    what.add_argument("--remeasure", metavar="ONNX", help="exported file to measure again in place")
+    ap.add_argument("--out", help="the ONNX to write (with --ckpt)")
+    ap.add_argument("--card", help="card to rewrite (default: MODEL_CARD.md beside the ONNX, so a trial release "
                     "to another folder never rewrites the shipped card from a partial set of models)")
     args = ap.parse_args(argv)
-    cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["config"])
-    export(args.ckpt, args.out, measure(args.ckpt, cfg))
-    out_dir = Path(args.out).parent
+    if args.ckpt:
+        if not args.out:
+            ap.error("--ckpt needs --out")
+        cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["config"])
+        export(args.ckpt, args.out, measure(args.ckpt, cfg))
+    else:
+        remeasure(args.remeasure)
+    out_dir = Path(args.out or args.remeasure).parent
     write_card(out_dir, Path(args.card) if args.card else out_dir / CARD_NAME)
     return 0
 

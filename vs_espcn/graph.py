@@ -104,7 +104,7 @@ def tile_plan(clip: vs.VideoNode, radius: int, tile: tuple[int, int] | None, ove
                         list(tile[::-1]), low, eff_overlap)
             tile = (max(tile[0], low), max(tile[1], low))
     core = tile or tiling.auto_tilesize(clip.height, clip.width)
-    return tiling.make_plan(clip.height, clip.width, core, eff_overlap)
+    return tiling.make_plan(clip.height, clip.width, core, eff_overlap, pad=radius)
 
 
 def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backend: str = "auto",
