@@ -1,6 +1,6 @@
 """TrtBackend wiring (engine cache -> deserialize -> context pool -> run) with a fake TensorRT
 runtime and fake CUDA (tests.trt_helpers): rebuild of bad engines, clear errors with the
-backend="ort" hint whatever TensorRT raises, the process-wide runner cache, run_into."""
+backend="ort" hint whatever TensorRT raises, the process-wide runner cache."""
 from __future__ import annotations
 
 import gc
@@ -173,20 +173,6 @@ def test_close_and_clear_free_cuda_buffers(fake_backend_env):
     trt_mod.clear_runners()
     gc.collect()
     assert env["cuda"].bufs == {} and env["cuda"].streams == {}
-
-
-def test_run_into_writes_a_strided_frame_view(fake_backend_env):
-    env = fake_backend_env
-    backend = new_backend(env)
-    frame = np.full((16, 24), -1.0, np.float32)
-    x = tile(env["shape"], 3)
-    view = frame[2:14, 2:22]  # (12, 20) inside a wider plane: strided
-    assert not view.flags.c_contiguous
-    backend.run_into(x, view)
-    np.testing.assert_array_equal(view, reference(x, 2))
-    assert (frame[:2] == -1).all() and (frame[:, :2] == -1).all() and (frame[:, 22:] == -1).all()
-    with pytest.raises(vs.Error, match=r"^espcn\.Upscale: output array shape \(12, 21\)"):
-        backend.run_into(x, np.zeros((12, 21), np.float32))
 
 
 def test_engine_is_deserialized_on_the_requested_device(fake_backend_env, monkeypatch):

@@ -135,20 +135,6 @@ def test_upscale_per_frame_reuses_one_engine(models, tmp_path):
     assert len(trt._runners) == 1
 
 
-def test_run_into_strided_view_matches_run(models, tmp_path):
-    from vs_espcn import models as registry
-    from vs_espcn.backends import TrtOptions
-    from vs_espcn.backends.trt import TrtBackend
-
-    info = registry.load(next(iter(models.values())))
-    backend = TrtBackend(info, (48, 64), TrtOptions(cache_dir=str(tmp_path)))
-    lr = np.random.default_rng(0).random((48, 64), dtype=np.float32) * 0.8 + 0.1
-    s = info.scale
-    frame = np.zeros((48 * s + 4, 64 * s + 8), np.float32)
-    backend.run_into(lr, frame[2:2 + 48 * s, 4:4 + 64 * s])
-    np.testing.assert_array_equal(frame[2:2 + 48 * s, 4:4 + 64 * s], backend.run(lr))
-
-
 def test_dynamic_profile_and_tiles_match_ort(models, tmp_path):
     clip = photo_clip(vs.GRAYS)
     path = next(iter(models.values()))

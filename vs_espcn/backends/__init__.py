@@ -25,8 +25,8 @@ _warned: set[str] = set()
 
 
 class Backend(Protocol):
-    """One loaded network (DESIGN.md, Backend protocol). Both methods must be thread-safe
-    (vspipe runs frames concurrently)."""
+    """One loaded network (DESIGN.md, Backend protocol). `run` must be thread-safe (vspipe runs
+    frames concurrently)."""
 
     scale: int
 
@@ -34,36 +34,6 @@ class Backend(Protocol):
         """lr: float32 C-contiguous (H, W) -> float32 (H*scale, W*scale) (may be a view of a
         buffer the backend owns; valid until the next call from the same thread)."""
         ...
-
-    def run_into(self, lr: np.ndarray, out: np.ndarray) -> None:
-        """Like `run`, but write the result into `out`: float32, C-contiguous, writable,
-        (H*scale, W*scale) (e.g. a float frame plane). No reference to `out` is kept."""
-        ...
-
-
-class RunIntoAdapter:
-    """Gives a backend that only has `run` the protocol's `run_into` (one copy). Used by
-    `create()` for backends written before `run_into` joined the protocol."""
-
-    def __init__(self, backend) -> None:
-        self.backend, self.scale = backend, backend.scale
-
-    def run(self, lr: np.ndarray) -> np.ndarray:
-        """The wrapped backend's `run`."""
-        return self.backend.run(lr)
-
-    def run_into(self, lr: np.ndarray, out: np.ndarray) -> None:
-        """`run`, copied into `out`."""
-        np.copyto(out, self.backend.run(lr))
-
-    def __getattr__(self, name: str):
-        """Everything else (shape, engine, ...) from the wrapped backend."""
-        return getattr(self.backend, name)
-
-
-def _complete(backend) -> Backend:
-    """`backend` itself when it implements the whole protocol, else wrapped in RunIntoAdapter."""
-    return backend if callable(getattr(backend, "run_into", None)) else RunIntoAdapter(backend)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,14 +125,14 @@ def _create_trt(model: "ModelInfo", shape: tuple[int, int], options: TrtOptions)
     """Build the TensorRT backend (its module is owned by the TensorRT engineer)."""
     from vs_espcn.backends.trt import TrtBackend
 
-    return _complete(TrtBackend(model, shape, options))
+    return TrtBackend(model, shape, options)
 
 
 def _create_ort(model: "ModelInfo", shape: tuple[int, int], options: OrtOptions) -> Backend:
     """Build the ONNX Runtime CPU backend."""
     from vs_espcn.backends.ort import OrtBackend
 
-    return _complete(OrtBackend(model, shape, options))
+    return OrtBackend(model, shape, options)
 
 
 def create(kind: str, model: "ModelInfo", shape: tuple[int, int],

@@ -93,13 +93,3 @@ class OrtBackend:
         h, w = lr.shape
         out = self._session.run(self._outputs, {self._input: lr.reshape(1, 1, h, w)})[0]
         return out.reshape(h * self.scale, w * self.scale)
-
-    def run_into(self, lr: np.ndarray, out: np.ndarray) -> None:
-        """Like `run`, but onnxruntime writes straight into `out` (float32 C-contiguous
-        (H*scale, W*scale), e.g. a float frame plane): no output allocation, no copy."""
-        h, w = lr.shape
-        binding = self._session.io_binding()  # one binding per call keeps concurrent runs apart
-        binding.bind_input(self._input, "cpu", 0, np.float32, [1, 1, h, w], lr.ctypes.data)
-        binding.bind_output(self._outputs[0], "cpu", 0, np.float32,
-                            [1, 1, h * self.scale, w * self.scale], out.ctypes.data)
-        self._session.run_with_iobinding(binding)

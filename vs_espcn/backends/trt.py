@@ -273,8 +273,8 @@ def clear_runners() -> None:
 
 
 class TrtBackend:
-    """Backend protocol implementation on TensorRT: `scale`, thread-safe `run(lr)` and
-    `run_into(lr, out)`. A light handle on the shared runner of its engine."""
+    """Backend protocol implementation on TensorRT: `scale` and a thread-safe `run(lr)`.
+    A light handle on the shared runner of its engine."""
 
     def __init__(self, model, shape: tuple[int, int], options=None) -> None:
         device = int(_opt(options, "device_id", 0))
@@ -305,11 +305,6 @@ class TrtBackend:
     def run(self, lr: np.ndarray) -> np.ndarray:
         """float32 (H, W) LR tile -> float32 (H*scale, W*scale). Thread-safe."""
         return self._call(lambda slot: slot.infer(lr))
-
-    def run_into(self, lr: np.ndarray, out: np.ndarray) -> None:
-        """Like `run`, but writes the (H*scale, W*scale) result into `out` (float32, any
-        strides, e.g. a view of the output frame's plane). Thread-safe."""
-        self._call(lambda slot: slot.infer_into(lr, out))
 
     def close(self) -> None:
         """Stop using the shared runner. Its GPU memory is freed once no backend uses it and it
