@@ -71,7 +71,8 @@ def test_limited_range_8bit_reaches_network_as_trained(nearest2):
 
 
 def test_int_output_is_clamped(onnx_dir):
-    """A network whose output exceeds [0, 1] is clamped to the plane's code range."""
+    """A network whose output overshoots is limited to the source plane's [min, max] (default), or with
+    clamp=0 to the format's code range."""
     import onnx
     from onnx import numpy_helper
 
@@ -84,7 +85,14 @@ def test_int_output_is_clamped(onnx_dir):
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 3, "w3"))
     onnx.save(m, path)
     clip = core.std.BlankClip(format=vs.GRAY10, width=6, height=4, color=[600])
-    assert np.all(plane(graph.upscale(clip, model=str(path), backend="ort")) == 1023)
+    assert np.all(plane(graph.upscale(clip, model=str(path), backend="ort", clamp=False)) == 1023)
+    assert np.all(plane(graph.upscale(clip, model=str(path), backend="ort")) == 600)
+    ramp = noise_clip(vs.GRAYS, 8, 6, length=1)  # float: unlimited without clamp, the source's range with it
+    raw = plane(graph.upscale(ramp, model=str(path), backend="ort", clamp=False))
+    src = plane(ramp)
+    assert raw.max() > 2 * src.max()
+    np.testing.assert_array_equal(plane(graph.upscale(ramp, model=str(path), backend="ort")),
+                                  np.clip(raw, src.min(), src.max()))
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 7), (9, 1), (3, 2)])

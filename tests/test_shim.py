@@ -25,7 +25,8 @@ import vs_espcn._entry as entry
 UPSCALE_SIGNATURE = (
     "clip:vnode;scale:int:opt;model:data:opt;backend:data:opt;threads:int:opt;tilesize:int[]:opt;"
     "overlap:int:opt;kernel:data:opt;fp16:int:opt;device_id:int:opt;num_streams:int:opt;"
-    "cuda_graph:int:opt;static_shape:int:opt;opt_level:int:opt;workspace:int:opt;cache_dir:data:opt;")
+    "cuda_graph:int:opt;static_shape:int:opt;opt_level:int:opt;workspace:int:opt;cache_dir:data:opt;"
+    "clamp:int:opt;")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -65,9 +66,9 @@ def test_handler_gets_converted_args_and_its_clip_is_returned(core, monkeypatch)
     monkeypatch.setattr(entry, "_target", lambda: target)
     clip = core.std.BlankClip(format=vs.YUV420P8, width=64, height=48, length=3)
     out = core.espcn.Upscale(clip, 3, model="x.onnx", backend="ort", tilesize=[32], kernel="lanczos",
-                             fp16=0, cuda_graph=1, cache_dir="/tmp/c", workspace=64)
+                             fp16=0, cuda_graph=1, cache_dir="/tmp/c", workspace=64, clamp=0)
     assert seen == {"scale": 3, "model": "x.onnx", "backend": "ort", "tilesize": (32,), "kernel": "lanczos",
-                    "fp16": False, "cuda_graph": True, "cache_dir": "/tmp/c", "workspace": 64}
+                    "fp16": False, "cuda_graph": True, "cache_dir": "/tmp/c", "workspace": 64, "clamp": False}
     assert out.get_frame(0).props["marker"] == 7
     # method call form, two-value tilesize, only given args are passed
     seen.clear()
@@ -319,7 +320,7 @@ def test_broken_package_import_gives_clean_error(tmp_path):
 
 
 def test_entry_convert_args_decodes_data():
-    args = entry.convert_args({"model": b"a\xc3\xa9.onnx", "tilesize": 64, "static_shape": 0, "scale": 2})
-    assert args == {"model": "a\u00e9.onnx", "tilesize": (64,), "static_shape": False, "scale": 2}
+    args = entry.convert_args({"model": b"a\xc3\xa9.onnx", "tilesize": 64, "static_shape": 0, "scale": 2, "clamp": 0})
+    assert args == {"model": "a\u00e9.onnx", "tilesize": (64,), "static_shape": False, "scale": 2, "clamp": False}
     assert entry.convert_args({"tilesize": [8, 4]}) == {"tilesize": (8, 4)}
     assert str(REPO) in entry.__file__  # tests patch the source tree's module, which the shim uses here

@@ -71,17 +71,21 @@ def mirror_clip(clip: vs.VideoNode, pad: int, zero: bool = False) -> vs.VideoNod
     return blank.std.ModifyFrame(clip, extend)
 
 
-def reference_y(model: Path, y: np.ndarray) -> np.ndarray:
-    """Float plane: run the ONNX on it with onnxruntime directly (float32 result)."""
+def reference_y(model: Path, y: np.ndarray, clamp: bool = True) -> np.ndarray:
+    """Float plane: run the ONNX on it with onnxruntime directly (float32 result), limited to the
+    plane's [min, max] with `clamp` (the plugin's default)."""
     assert y.dtype.kind == "f", "use reference_y_int for integer planes"
-    return reference_net(model, y.astype(np.float32))
+    out = reference_net(model, y.astype(np.float32))
+    return np.clip(out, y.min(), y.max()).astype(np.float32) if clamp else out
 
 
-def reference_y_int(model: Path, y: np.ndarray, bits: int) -> np.ndarray:
-    """Integer plane: code / (255 * 2**(bits-8)) -> network -> clamp(round(out * ...))."""
+def reference_y_int(model: Path, y: np.ndarray, bits: int, clamp: bool = True) -> np.ndarray:
+    """Integer plane: code / (255 * 2**(bits-8)) -> network -> round(out * ...) limited to the plane's
+    [min, max] with `clamp` (the plugin's default), else to the format's range."""
     div = np.float32(255 * 2 ** (bits - 8))
-    out = reference_net(model, y.astype(np.float32) / div)
-    return np.clip(np.rint(out * div), 0, 2 ** bits - 1).astype(y.dtype)
+    out = np.rint(reference_net(model, y.astype(np.float32) / div) * div)
+    lo, hi = (y.min(), y.max()) if clamp else (0, 2 ** bits - 1)
+    return np.clip(out, lo, hi).astype(y.dtype)
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def test_tiled_equals_untiled_frame_path(size, tile, pad, random2):
     lr = np.random.default_rng(5).random(size, dtype=np.float32)
     whole = net.run(np.pad(lr, pad, mode="symmetric")).copy()[2 * pad:2 * pad + 2 * size[0], 2 * pad:2 * pad + 2 * size[1]]
     codec = frames.Codec(False, 1.0, 0)
-    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(*size, tile, info.radius, pad), codec)
+    up = frames.PlaneUpscaler(net, 2, tiling.make_plan(*size, tile, info.radius, pad), codec, clamp=False)
     out = np.full((size[0] * 2, size[1] * 2), np.nan, np.float32)
     up.process(lr, out)
     assert len(up.tiles) > 1
@@ -76,7 +76,7 @@ def test_overlap_smaller_than_radius_would_differ(random2):
     lr = np.random.default_rng(6).random((40, 40), dtype=np.float32)
     out = np.empty((80, 80), np.float32)
     plan = tiling.make_plan(40, 40, (10, 10), 0)
-    frames.PlaneUpscaler(net, 2, plan, frames.Codec(False, 1.0, 0)).process(lr, out)
+    frames.PlaneUpscaler(net, 2, plan, frames.Codec(False, 1.0, 0), clamp=False).process(lr, out)
     assert np.abs(out - net.run(lr)).max() > 1e-3
 
 
@@ -100,9 +100,9 @@ def test_graph_plans_once_and_shares_the_plan(monkeypatch, random2):
     seen = {}
     real_up = frames.PlaneUpscaler.__init__
 
-    def spy(self, backend, scale, plan, codec):
+    def spy(self, backend, scale, plan, codec, **kw):
         seen["plan"] = plan
-        real_up(self, backend, scale, plan, codec)
+        real_up(self, backend, scale, plan, codec, **kw)
 
     monkeypatch.setattr(frames.PlaneUpscaler, "__init__", spy)
     clip = noise_clip(vs.GRAY8, 45, 30, length=1)

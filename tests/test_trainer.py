@@ -102,7 +102,8 @@ def test_context_loss_pixels_are_what_the_whole_picture_gives(image_dir):
     c = net.cfg.radius
     with torch.no_grad():
         whole = net(torch.from_numpy(np.pad(pair.lr_y, c, mode=BORDER))[None, None])[0, 0].numpy()
-    np.testing.assert_allclose(whole[2 * c : -2 * c, 2 * c : -2 * c], upscale_plane(net, pair.lr_y), atol=1e-6)
+    bare = upscale_plane(net, pair.lr_y, clamp=False)
+    np.testing.assert_allclose(whole[2 * c : -2 * c, 2 * c : -2 * c], bare, atol=1e-6)
     sampler = PatchSampler([pair], 2, 8, augment=False, seed=5, context=c)
     lr, hr, weight = sampler.batch(40)
     assert lr.shape[-1] == 16 and hr.shape[-1] == 32
@@ -266,6 +267,24 @@ def test_export_parity_metadata_and_refusal(image_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+@pytest.mark.parametrize("clamp", [True, False])
+def test_eval_runs_the_model_as_the_plugin_does(image_dir, tmp_path, clamp):
+    """What the trainer measures is what `espcn.Upscale` gives: same border, same output clamp, same values."""
+    vs = pytest.importorskip("vapoursynth")
+    from trainer.eval import model_upscaler
+    from vs_espcn import graph
+
+    out = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path, steps=4))), str(tmp_path / "m.onnx"))
+    lr = load_pairs(image_dir, 2)[0].lr_y
+    blank = vs.core.std.BlankClip(format=vs.GRAYS, width=lr.shape[1], height=lr.shape[0], length=1)
+    frame = blank.get_frame(0).copy()
+    np.asarray(frame[0])[:] = lr
+    clip = blank.std.ModifyFrame(blank, lambda n, f: frame)
+    plugin = np.asarray(graph.upscale(clip, model=str(out), backend="ort", clamp=clamp).get_frame(0)[0])
+    np.testing.assert_allclose(plugin, model_upscaler(str(out), clamp=clamp)[0](lr), atol=2e-6)
+    assert (plugin.min() >= lr.min() and plugin.max() <= lr.max()) or not clamp
+
+
 def test_remeasure_rewrites_numbers_not_weights(image_dir, tmp_path):
     """`release --remeasure` measures an exported file again on its run's own sets (here a hold-out split)
     and rewrites its metrics and card; the graph and weights stay byte for byte."""
@@ -280,6 +299,7 @@ def test_remeasure_rewrites_numbers_not_weights(image_dir, tmp_path):
     want = evaluate(str(out), train_mod.split_data(cfg)[1], 2)["espcn"]["mean"]
     assert json.loads(meta["metrics"])["holdout"]["espcn"] == [round(v, 4) for v in want]
     assert meta["border"] == BORDER and "--remeasure" in meta["measured"] and meta["scale"] == "2"
+    assert meta["clamp"] == "source-range" and "espcn_noclamp" in json.loads(meta["metrics"])["holdout"]
     assert onnx.load(out).graph.SerializeToString() == graph
     assert "measured again by `python -m trainer.release --remeasure" in (out.parent / "MODEL_CARD.md").read_text()
 

@@ -21,7 +21,8 @@ PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studi
 picture's edge the network sees the picture mirrored by its receptive radius, edge pixel repeated
 (`border = symmetric` in the metadata): in the plugin, in these measurements and in `--context` training
 patches. Runs before that change met the edge as zero padding; a file they made whose numbers were
-"measured again" keeps their weights.
+"measured again" keeps their weights. "espcn" is the output as the plugin gives it by default, limited to
+the range of the LR picture (`clamp = source-range`); "espcn_noclamp" is the network alone (`clamp=0`).
 """
 
 

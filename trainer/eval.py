@@ -19,10 +19,11 @@ from .metrics import psnr, ssim
 Upscaler = Callable[[np.ndarray], np.ndarray]
 
 
-def model_upscaler(path: str) -> tuple[Upscaler, int]:
+def model_upscaler(path: str, clamp: bool = True) -> tuple[Upscaler, int]:
     """A (H, W) -> (rH, rW) function and its scale, from a training checkpoint or an exported ONNX.
 
-    Both run the network on the plane extended by `data.BORDER`, as the plugin does."""
+    Both run the network as the plugin does: on the plane extended by `data.BORDER`, the output limited to
+    the plane's range (`data.CLAMP`) unless `clamp` is False (the network alone)."""
     if path.endswith(".onnx"):
         import onnxruntime as ort
 
@@ -34,11 +35,11 @@ def model_upscaler(path: str) -> tuple[Upscaler, int]:
         radius, scale = ESPCNConfig.from_dict(json.loads(meta["arch"])).radius, int(meta["scale"])
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         run = lambda y: sess.run(None, {"lr": y[None, None].astype(np.float32)})[0][0, 0]  # noqa: E731
-        return (lambda y: run_bordered(run, y, radius, scale)), scale
+        return (lambda y: run_bordered(run, y, radius, scale, clamp)), scale
     from .model import load_model, upscale_plane
 
     net = load_model(path)
-    return (lambda y: upscale_plane(net, y)), net.cfg.scale
+    return (lambda y: upscale_plane(net, y, clamp)), net.cfg.scale
 
 
 def kernel_upscaler(kernel: str, scale: int) -> Upscaler:
@@ -80,10 +81,12 @@ def score(pairs: list[Pair], up: Upscaler, scale: int) -> list[tuple[float, floa
     return out
 
 
-def evaluate(model: str | None, data: str | list[Path], scale: int | None, znedi3: bool = False) -> dict:
+def evaluate(model: str | None, data: str | list[Path], scale: int | None, znedi3: bool = False,
+             raw: bool = False) -> dict:
     """{method: {image: (psnr, ssim)}, ...} including a "mean" row per method.
 
-    `data` is a folder or an explicit list of image paths (e.g. a training run's hold-out split).
+    `data` is a folder or an explicit list of image paths (e.g. a training run's hold-out split). "espcn" is
+    the model as the plugin runs it by default; `raw` adds "espcn_noclamp", its output without `data.CLAMP`.
     """
     methods: dict[str, Upscaler] = {}
     if model:
@@ -91,6 +94,8 @@ def evaluate(model: str | None, data: str | list[Path], scale: int | None, znedi
         if scale and scale != mscale:
             raise SystemExit(f"--scale {scale} but the model is x{mscale}")
         scale = mscale
+        if raw:
+            methods["espcn_noclamp"] = model_upscaler(model, clamp=False)[0]
         methods["espcn"] = up
     scale = scale or 2
     methods = {"bicubic": kernel_upscaler("bicubic", scale), "lanczos": kernel_upscaler("lanczos", scale),

@@ -19,7 +19,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .data import BORDER
+from .data import BORDER, CLAMP
 from .model import ESPCN, load_model
 
 OPSET = 17
@@ -113,6 +113,7 @@ def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = ""
         "arch": json.dumps(dataclasses.asdict(net.cfg)),
         "y_convention": "bt601-studio/255",
         "border": BORDER,
+        "clamp": CLAMP,
         "name": name or cfg.get("name", Path(out).stem),
         "training": json.dumps({"data": cfg["data"], "steps": ckpt["step"], "config": cfg,
                                 "seconds": ckpt["history"].get("seconds"),

@@ -115,9 +115,10 @@ def state_from_onnx(path: str) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def upscale_plane(net: ESPCN, lr_y: "np.ndarray") -> "np.ndarray":
-    """Run the network on one (H, W) float32 plane, its edge extended by `data.BORDER` as the plugin does."""
+def upscale_plane(net: ESPCN, lr_y: "np.ndarray", clamp: bool = True) -> "np.ndarray":
+    """Run the network on one (H, W) float32 plane as the plugin does: its edge extended by `data.BORDER`
+    and, with `clamp`, the output limited to the plane's range (`data.CLAMP`)."""
     def run(y: "np.ndarray") -> "np.ndarray":
         return net(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None])[0, 0].numpy()
 
-    return run_bordered(run, lr_y, net.cfg.radius, net.cfg.scale)
+    return run_bordered(run, lr_y, net.cfg.radius, net.cfg.scale, clamp)

@@ -7,7 +7,7 @@ same run, embeds the means in the ONNX `metrics` metadata, exports, and rewrites
 the same numbers.
 
 `--remeasure FILE.onnx` measures an exported file again by the current protocol (e.g. after the border
-convention changed) and rewrites only its `metrics`/`border`/`measured` metadata and the card; the weights
+convention changed) and rewrites only its `metrics`/`border`/`clamp`/`measured` metadata and the card; the weights
 stay byte for byte.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from .card import CARD_NAME, write_card
 from .config import TrainConfig
 from .eval import evaluate, format_table
-from .data import BORDER
+from .data import BORDER, CLAMP
 from .export import export, read_metadata, update_metadata
 from .train import split_data
 
@@ -58,7 +58,7 @@ def measure(ckpt: str, cfg: TrainConfig) -> dict:
     if cfg.scale == 2 and not znedi3:
         print("znedi3 baseline skipped: pip install vapoursynth-znedi3", file=sys.stderr)
     for name, data in eval_sets(cfg).items():
-        table = evaluate(ckpt, data, cfg.scale, znedi3=znedi3)
+        table = evaluate(ckpt, data, cfg.scale, znedi3=znedi3, raw=True)
         print(f"== {name}\n{format_table(table)}", file=sys.stderr)
         metrics[name] = {m: [round(v, 4) for v in rows["mean"]] for m, rows in table.items()}
     return metrics
@@ -68,7 +68,7 @@ def remeasure(path: str) -> None:
     """Measure an exported ONNX again with the run's own sets and write the numbers into its metadata."""
     meta = read_metadata(path)
     cfg = TrainConfig.from_dict(json.loads(meta["training"])["config"])
-    update_metadata(path, {"metrics": json.dumps(measure(path, cfg)), "border": BORDER,
+    update_metadata(path, {"metrics": json.dumps(measure(path, cfg)), "border": BORDER, "clamp": CLAMP,
                            "measured": f"python -m trainer.release --remeasure {path}"})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 log = logging.getLogger("vs_espcn")
 
 _DATA_ARGS = ("model", "backend", "kernel", "cache_dir")
-_BOOL_ARGS = ("fp16", "cuda_graph", "static_shape")
+_BOOL_ARGS = ("fp16", "cuda_graph", "static_shape", "clamp")
 
 
 def install() -> None:

@@ -1,4 +1,4 @@
-"""Per-frame path: Y plane -> float32 (Y convention) -> mirrored border -> tiles -> backend -> Y plane.
+"""Per-frame path: Y plane -> float32 (Y convention) -> mirrored border -> tiles -> backend -> clamp -> Y plane.
 
 The plane is read through numpy views of the VapourSynth frame (`np.asarray(frame[0])`), scaled
 into one float32 buffer, extended by the plan's `pad` mirrored pixels per side (so the network's
@@ -49,27 +49,39 @@ class Codec:
             return plane
         return np.array(plane, dtype=np.float32, order="C")
 
-    def encode(self, out: np.ndarray, dst: np.ndarray) -> None:
-        """Network values -> plane samples in `dst`; `out` is scratch and may be overwritten."""
+    def bounds(self, plane: np.ndarray, clamp: bool) -> tuple[float | None, float | None]:
+        """Output limits in plane samples: the source plane's [min, max] with `clamp`, else the integer
+        range (float planes unlimited)."""
+        if clamp:
+            return float(plane.min()), float(plane.max())
+        return (0, self.maxval) if self.integer else (None, None)
+
+    def encode(self, out: np.ndarray, dst: np.ndarray, lo: float | None, hi: float | None) -> None:
+        """Network values -> plane samples in `dst`, limited to [lo, hi] (samples; None = open);
+        `out` is scratch and may be overwritten."""
         if self.integer:
             tmp = np.multiply(out, np.float32(self.divisor), out=out if out.flags.writeable else None)
-            np.clip(tmp, 0, self.maxval, out=tmp)
+            np.clip(tmp, lo, hi, out=tmp)
             np.rint(tmp, out=dst, casting="unsafe")  # round in float, store as the plane's int type
-        else:
+        elif lo is None:
             np.copyto(dst, out, casting="same_kind")
+        else:
+            np.clip(out, np.float32(lo), np.float32(hi), out=dst, casting="same_kind")
 
 
 class PlaneUpscaler:
     """Upscales one (H, W) plane with a backend, tile by tile, into a preallocated output."""
 
-    def __init__(self, backend: Backend, scale: int, plan: tiling.Plan, codec: Codec) -> None:
-        """`plan` is the graph's tiling (the backend was created for `plan.window`)."""
-        self.backend, self.scale, self.codec = backend, scale, codec
+    def __init__(self, backend: Backend, scale: int, plan: tiling.Plan, codec: Codec, *, clamp: bool) -> None:
+        """`plan` is the graph's tiling (the backend was created for `plan.window`). With `clamp` the
+        output is limited to the source plane's [min, max] (DESIGN.md, Output range)."""
+        self.backend, self.scale, self.codec, self.clamp = backend, scale, codec, clamp
         self.window, self.tiles, self.pad = plan.window, plan.tiles, plan.pad
 
     def process(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Upscale `src` (H, W) into `dst` (H*r, W*r); both may be strided frame views."""
         lr, p, r = self.codec.decode(src), self.pad, self.scale
+        lo, hi = self.codec.bounds(src, self.clamp)
         wh, ww = self.window
         single = len(self.tiles) == 1
         if p:
@@ -80,7 +92,7 @@ class PlaneUpscaler:
             oy, ox = (t.y.core0 + p - t.y.win) * r, (t.x.core0 + p - t.x.win) * r
             ch, cw = (t.y.core1 - t.y.core0) * r, (t.x.core1 - t.x.core0) * r
             self.codec.encode(hr[oy:oy + ch, ox:ox + cw],
-                              dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r])
+                              dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r], lo, hi)
 
 
 def frame_error(n: int, exc: Exception) -> vs.Error:

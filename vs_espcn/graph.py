@@ -111,7 +111,7 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
             threads: int = 0, tilesize: Sequence[int] = (), overlap: int = -1,
             kernel: str = "spline36", fp16: bool = True, device_id: int = 0, num_streams: int = 1,
             cuda_graph: bool = False, static_shape: bool = True, opt_level: int = 3,
-            workspace: int = 0, cache_dir: str = "") -> vs.VideoNode:
+            workspace: int = 0, cache_dir: str = "", clamp: bool = True) -> vs.VideoNode:
     """espcn.Upscale: Y through the ESPCN network, chroma through core.resize.<kernel>, same format,
     width*scale x height*scale, all source frame props kept."""
     clip = check_clip(clip)
@@ -126,7 +126,8 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
                                 cuda_graph=bool(cuda_graph), static_shape=bool(static_shape),
                                 opt_level=opt_level, workspace=workspace, cache_dir=cache_dir or ""))
     net = backends.create(backend, info, plan.window, options)
-    upscaler = frames.PlaneUpscaler(net, info.scale, plan, frames.Codec.of(clip.format))
+    upscaler = frames.PlaneUpscaler(net, info.scale, plan, frames.Codec.of(clip.format),
+                                    clamp=bool(clamp))
     luma = frames.luma_clip(core, clip, upscaler)
     out = luma
     if clip.format.color_family == vs.YUV:

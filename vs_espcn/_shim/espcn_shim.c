@@ -32,7 +32,7 @@
     "clip:vnode;scale:int:opt;model:data:opt;backend:data:opt;threads:int:opt;"               \
     "tilesize:int[]:opt;overlap:int:opt;kernel:data:opt;fp16:int:opt;device_id:int:opt;"      \
     "num_streams:int:opt;cuda_graph:int:opt;static_shape:int:opt;opt_level:int:opt;"          \
-    "workspace:int:opt;cache_dir:data:opt;"
+    "workspace:int:opt;cache_dir:data:opt;clamp:int:opt;"
 
 /* ---- the few stable-ABI Python calls we need, resolved at run time ---------------------- */
 
