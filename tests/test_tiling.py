@@ -52,7 +52,8 @@ def test_tiled_equals_untiled_frame_path(size, tile, pad, random2):
     info = models.load(random2)
     net = backends.create("ort", info, size)
     lr = np.random.default_rng(5).random(size, dtype=np.float32)
-    whole = net.run(np.pad(lr, pad, mode="symmetric")).copy()[2 * pad:2 * pad + 2 * size[0], 2 * pad:2 * pad + 2 * size[1]]
+    k = 2 * pad  # the extension, in output pixels
+    whole = net.run(np.pad(lr, pad, mode="symmetric")).copy()[k:k + 2 * size[0], k:k + 2 * size[1]]
     codec = frames.Codec(False, 1.0, 0)
     up = frames.PlaneUpscaler(net, 2, tiling.make_plan(*size, tile, info.radius, pad), codec, clamp=False)
     out = np.full((size[0] * 2, size[1] * 2), np.nan, np.float32)
