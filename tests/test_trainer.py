@@ -257,6 +257,7 @@ def test_export_parity_metadata_and_refusal(image_dir, tmp_path, monkeypatch):
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["scale"] == "3" and json.loads(meta["arch"])["kernels"] == [5, 3, 3]
     assert meta["y_convention"] == "bt601-studio/255" and meta["border"] == BORDER == "symmetric"
+    assert json.loads(meta["training"])["border"] == BORDER  # the run's patches met the mirrored edge
     x = np.random.default_rng(0).random((1, 1, 21, 17), dtype=np.float32)
     ref = load_model(str(ckpt))(torch.from_numpy(x)).detach().numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]

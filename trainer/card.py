@@ -19,9 +19,9 @@ them and fails if a file drifts by more than 0.02 dB.
 Architecture (all files): ESPCN (Shi et al. 2016) conv 5x5/64 - tanh - conv 3x3/32 - tanh - conv 3x3/r^2 -
 PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studio-swing convention. At the
 picture's edge the network sees the picture mirrored by its receptive radius, edge pixel repeated
-(`border = symmetric` in the metadata): in the plugin, in these measurements and in `--context` training
-patches. Runs before that change met the edge as zero padding; a file they made whose numbers were
-"measured again" keeps their weights. "espcn" is the output as the plugin gives it by default, limited to
+(`border = symmetric` in the metadata): in the plugin, in these measurements and, since that change, in
+`--context` training patches (each run's recipe says which edge its patches met). A file whose numbers
+were "measured again" keeps the weights of runs from before the change. "espcn" is the output as the plugin gives it by default, limited to
 the range of the LR picture (`clamp = source-range`); "espcn_noclamp" is the network alone (`clamp=0`).
 """
 
@@ -44,6 +44,14 @@ def describe(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _context(cfg: dict, training: dict) -> str:
+    """How the run's patches were fed: with surroundings (and, since the mirrored border, past the edge)."""
+    if not cfg.get("context"):
+        return ""
+    edge = "mirrored" if training.get("border") == "symmetric" else "zero-padded"
+    return f" with their surroundings (--context; {edge} past the picture's edge)"
+
+
 def _training_lines(training: dict, depth: int = 0) -> list[str]:
     """Data, recipe, commands, steps and time of one run, then (indented) of the run it continued."""
     cfg, pad = training["config"], "  " * depth
@@ -54,7 +62,7 @@ def _training_lines(training: dict, depth: int = 0) -> list[str]:
         extra += f" ({cfg['extra_share']:.0%} of the patches)"
     lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}{extra}",
              f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches"
-             f"{' with their surroundings (--context)' if cfg.get('context') else ''}, Adam "
+             f"{_context(cfg, training)}, Adam "
              f"{cfg['lr']}->{cfg['lr_min']} cosine over {cfg['steps']} steps, flips/rotations: {cfg['augment']}",
              f"{pad}- commands (in order): " + "; ".join(f"`{c}`" for c in commands),
              f"{pad}- steps: {training['steps']}; training time on 2 shared CPU cores: "

@@ -118,7 +118,8 @@ def export(ckpt_path: str, out: str, metrics: dict | None = None, name: str = ""
         "training": json.dumps({"data": cfg["data"], "steps": ckpt["step"], "config": cfg,
                                 "seconds": ckpt["history"].get("seconds"),
                                 "commands": ckpt["history"].get("commands", []),
-                                "parent": ckpt["history"].get("parent")}),
+                                "parent": ckpt["history"].get("parent"),
+                                "border": ckpt["history"].get("border")}),
         "metrics": json.dumps(metrics or {}),
     }
     for k, v in meta.items():

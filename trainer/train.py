@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .data import Pair, PatchSampler, list_images, load_pairs, load_rgb
+from .data import BORDER, Pair, PatchSampler, list_images, load_pairs, load_rgb
 from .eval import score
 from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
 
@@ -188,7 +188,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
                            extra=load_pairs("", cfg.scale, extra_paths), extra_share=cfg.extra_share)
     val_pairs = load_pairs("", cfg.scale, val_paths)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    step, history = 0, {"loss": [], "val": [], "seconds": 0.0}
+    step, history = 0, {"loss": [], "val": [], "seconds": 0.0, "border": BORDER}  # how patches met the edge
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=True)
