@@ -32,3 +32,13 @@ def test_grays_equals_vs_mlrt(mlrt, size, random2, random3):
             assert np.array_equal(plane(ours, n), plane(peer, n))
         bare = mlrt.Model([clip], network_path=str(model), provider="CPU")  # zero padding: other edges
         assert not np.array_equal(plane(ours, 0), plane(bare, 0))
+
+
+def test_bench_peer_rows_do_our_job(mlrt, random2):
+    """The benchmark's vs-mlrt rows compute what Upscale(clamp=0) computes, so its ratios compare one job."""
+    from vs_espcn import bench
+
+    clip = noise_clip(vs.GRAYS, 41, 23, length=1, seed=3)
+    ours = graph.upscale(clip, model=str(random2), backend="ort", clamp=False)
+    np.testing.assert_array_equal(plane(bench.mlrt_job(clip, random2, 4, 2)), plane(ours))
+    np.testing.assert_array_equal(plane(bench.mirror_edge(clip, 4)), np.pad(plane(clip), 4, mode="symmetric"))

@@ -2,9 +2,12 @@
 
 Every pipeline runs in this process on the same clip and the same ONNX, in alternating rounds
 (best round wins, so a noisy shared machine hurts all rows alike):
-  * `espcn YUV`   - our Upscale on YUV420P8 (the product: network Y + Spline36 chroma + props)
-  * `mlrt YUV`    - the same job built from vs-mlrt: Y -> GRAYS -> core.ort.Model -> 8 bit, chroma resized
-  * `espcn GRAYS` / `mlrt GRAYS` - the network alone on a float Y clip
+  * `espcn YUV`   - our Upscale on YUV420P8 (the product: mirrored edge, network Y, output clamp,
+                    Spline36 chroma, props)
+  * `mlrt YUV`    - the same job built from vs-mlrt: Y -> GRAYS -> mirrored edge (Crop/Flip/Stack) ->
+                    core.ort.Model -> crop -> 8 bit, chroma resized (no clamp: one min/max per frame)
+  * `espcn GRAYS` / `mlrt GRAYS` - the network alone on a float Y clip with the mirrored edge
+                    (`clamp=0`; the two give identical pictures, tests/test_peer_mlrt.py)
   * `lanczos`     - resize.Lanczos of the YUV420P8 clip (the cheap baseline)
 The table goes to stdout (this is a CLI, not a VapourSynth script).
 """
@@ -28,6 +31,27 @@ def default_model(tmp: Path) -> Path:
     return shipped if shipped.is_file() else make_espcn_onnx(tmp / "random_x2.onnx", 2, "random")
 
 
+def mirror_edge(clip: "object", pad: int) -> "object":
+    """A one-plane clip extended by `pad` pixels per side, mirrored with the edge pixel repeated (the
+    plugin's border), from VapourSynth's own filters."""
+    import vapoursynth as vs
+
+    w, h, core = clip.width, clip.height, vs.core
+    wide = core.std.StackHorizontal([clip.std.Crop(right=w - pad).std.FlipHorizontal(), clip,
+                                     clip.std.Crop(left=w - pad).std.FlipHorizontal()])
+    return core.std.StackVertical([wide.std.Crop(bottom=h - pad).std.FlipVertical(), wide,
+                                   wide.std.Crop(top=h - pad).std.FlipVertical()])
+
+
+def mlrt_job(grays: "object", model: Path, radius: int, scale: int) -> "object":
+    """vs-mlrt's `core.ort.Model` doing our network job on a float Y clip: mirrored edge, run, crop."""
+    import vapoursynth as vs
+
+    net = vs.core.ort.Model([mirror_edge(grays, radius)], network_path=str(model), provider="CPU")
+    k = radius * scale
+    return net.std.Crop(k, k, k, k)
+
+
 def pipelines(model: Path, width: int, height: int, length: int, backend: str, threads: int
               ) -> dict[str, "object"]:
     """name -> VideoNode for every row of the table (rows whose plugin is missing are left out)."""
@@ -36,19 +60,19 @@ def pipelines(model: Path, width: int, height: int, length: int, backend: str, t
     from vs_espcn.graph import upscale
     from vs_espcn.models import load
 
-    core, r = vs.core, load(model).scale
+    info = load(model)
+    core, r = vs.core, info.scale
     yuv = core.std.BlankClip(format=vs.YUV420P8, width=width, height=height, length=length,
                              color=[120, 110, 140])
     grays = core.std.BlankClip(format=vs.GRAYS, width=width, height=height, length=length, color=[0.45])
     rows = {"espcn YUV": upscale(yuv, model=str(model), backend=backend, threads=threads),
-            "espcn GRAYS": upscale(grays, model=str(model), backend=backend, threads=threads)}
+            "espcn GRAYS": upscale(grays, model=str(model), backend=backend, threads=threads, clamp=False)}
     if hasattr(core, "ort"):
         y = core.std.Expr(core.std.ShufflePlanes(yuv, 0, vs.GRAY), "x 255 /", format=vs.GRAYS)
-        net = core.ort.Model([y], network_path=str(model), provider="CPU")
-        y8 = core.std.Expr(net, "x 255 *", format=vs.GRAY8)
+        y8 = core.std.Expr(mlrt_job(y, model, info.radius, r), "x 255 *", format=vs.GRAY8)
         chroma = core.resize.Spline36(yuv, width * r, height * r)
         rows["mlrt YUV"] = core.std.ShufflePlanes([y8, chroma], [0, 1, 2], vs.YUV)
-        rows["mlrt GRAYS"] = core.ort.Model([grays], network_path=str(model), provider="CPU")
+        rows["mlrt GRAYS"] = mlrt_job(grays, model, info.radius, r)
     rows["lanczos"] = core.resize.Lanczos(yuv, width * r, height * r)
     return rows
 
