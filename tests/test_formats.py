@@ -51,7 +51,7 @@ def test_int_y_equals_direct_onnxruntime(bits, size, random2):
 
 @pytest.mark.parametrize("bits", [16, 32])
 def test_float_y_equals_direct_onnxruntime(bits, random3):
-    """Float/half Y: fed as is, written back unclamped; half via float32."""
+    """Float/half Y: fed as is, written back limited to the source range (clamp=1); half via float32."""
     fmt = fmt_of(vs.YUV, FLT, bits, 0, 0)
     clip = noise_clip(fmt, 31, 23, length=1, seed=bits)
     out = graph.upscale(clip, model=str(random3), backend="ort")
@@ -68,6 +68,23 @@ def test_limited_range_8bit_reaches_network_as_trained(nearest2):
     clip2 = core.std.BlankClip(format=vs.GRAY8, width=8, height=4, color=[235])
     for c, v in ((clip, 16), (clip2, 235)):
         assert np.all(plane(graph.upscale(c, model=str(nearest2), backend="ort")) == v)
+
+
+@pytest.mark.parametrize("bits", [8, 10])
+def test_int_clamp_follows_the_source_range(bits, random2):
+    """Integer Y from a source that spans only part of the code range: clamp=1 limits the output to that
+    part (what a direct onnxruntime run, rounded and limited the same way, gives), clamp=0 does not."""
+    fmt = fmt_of(vs.GRAY, vs.INTEGER, bits, 0, 0)
+    clip = noise_clip(fmt, 30, 20, length=1, seed=bits)
+    lo, hi = 60 << (bits - 8), 180 << (bits - 8)
+    clip = core.std.Expr(clip, f"x {hi - lo} * {(1 << bits) - 1} / {lo} +")
+    src = plane(clip)
+    on = plane(graph.upscale(clip, model=str(random2), backend="ort"))
+    off = plane(graph.upscale(clip, model=str(random2), backend="ort", clamp=False))
+    np.testing.assert_array_equal(on, reference_y_int(random2, src, bits))
+    np.testing.assert_array_equal(off, reference_y_int(random2, src, bits, clamp=False))
+    assert on.min() >= src.min() and on.max() <= src.max()
+    assert ((off < src.min()) | (off > src.max())).any() and not np.array_equal(on, off)
 
 
 def test_int_output_is_clamped(onnx_dir):

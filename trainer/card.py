@@ -21,8 +21,9 @@ PixelShuffle (ONNX DepthToSpace CRD), one luma channel; input Y/255 in the studi
 picture's edge the network sees the picture mirrored by its receptive radius, edge pixel repeated
 (`border = symmetric` in the metadata): in the plugin, in these measurements and, since that change, in
 `--context` training patches (each run's recipe says which edge its patches met). A file whose numbers
-were "measured again" keeps the weights of runs from before the change. "espcn" is the output as the plugin gives it by default, limited to
-the range of the LR picture (`clamp = source-range`); "espcn_noclamp" is the network alone (`clamp=0`).
+were "measured again" keeps the weights of runs from before the change. "espcn" is the output as the
+plugin gives it by default, limited to the range of the LR picture (`clamp = source-range`);
+"espcn_noclamp" is the network alone (`clamp=0`).
 """
 
 
@@ -48,7 +49,8 @@ def _context(cfg: dict, training: dict) -> str:
     """How the run's patches were fed: with surroundings (and, since the mirrored border, past the edge)."""
     if not cfg.get("context"):
         return ""
-    edge = "mirrored" if training.get("border") == "symmetric" else "zero-padded"
+    edge = {"symmetric": "mirrored", "zero-then-symmetric": "zero-padded, after a resume mirrored"}.get(
+        training.get("border"), "zero-padded")
     return f" with their surroundings (--context; {edge} past the picture's edge)"
 
 
@@ -96,13 +98,14 @@ def write_card(models_dir: Path, out: Path) -> None:
 
 
 def summary_rows(models_dir: Path) -> str:
-    """Markdown rows (file, model=, ESPCN / bicubic / Lanczos / znedi3 Y-PSNR per set) for the README."""
+    """Markdown rows (file, model=, sets, Upscale output / network alone / bicubic / Lanczos / znedi3 Y-PSNR)
+    for the README's Models table."""
     rows = []
     for path in sorted(models_dir.glob("*.onnx")):
         meta = read_metadata(path)
         metrics = json.loads(meta["metrics"])
         arg = '"anime"' if "anime" in path.stem else f'"" (scale={meta["scale"]})'
-        cols = [_psnr_column(metrics, m) for m in ("espcn", "bicubic", "lanczos", "znedi3")]
+        cols = [_psnr_column(metrics, m) for m in ("espcn", "espcn_noclamp", "bicubic", "lanczos", "znedi3")]
         rows.append(f"| `{path.name}` | `{arg}` | {' / '.join(metrics)} | **{cols[0]}** | "
                     + " | ".join(cols[1:]) + " |")
     return "\n".join(rows)

@@ -150,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--znedi3", action="store_true", help="add znedi3 doubling (x2, needs vapoursynth-znedi3)")
     ap.add_argument("--crops", default="", help="write bicubic | ESPCN | GT crops as PNG into this folder")
     ap.add_argument("--json", default="", help="also write the table as JSON")
+    ap.add_argument("--raw", action="store_true", help="add an espcn_noclamp row: the network without the output clamp")
     args = ap.parse_args(argv)
     if args.crops and not args.model:
         ap.error("--crops needs --model")
-    table = evaluate(args.model or None, args.data, args.scale, args.znedi3)
+    table = evaluate(args.model or None, args.data, args.scale, args.znedi3, raw=args.raw)
     print(format_table(table))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1))
