@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .data import BORDER
 from .export import read_metadata
 
 CARD_NAME = "MODEL_CARD.md"  # the card sits beside the ONNX files it describes
@@ -49,7 +50,7 @@ def _context(cfg: dict, training: dict) -> str:
     """How the run's patches were fed: with surroundings (and, since the mirrored border, past the edge)."""
     if not cfg.get("context"):
         return ""
-    edge = {"symmetric": "mirrored", "zero-then-symmetric": "zero-padded, after a resume mirrored"}.get(
+    edge = {BORDER: "mirrored", f"zero-then-{BORDER}": "zero-padded, after a resume mirrored"}.get(
         training.get("border"), "zero-padded")
     return f" with their surroundings (--context; {edge} past the picture's edge)"
 

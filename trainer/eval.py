@@ -28,7 +28,6 @@ def model_upscaler(path: str, clamp: bool = True) -> tuple[Upscaler, int]:
         import onnxruntime as ort
 
         from .export import read_metadata
-
         from .model import ESPCNConfig
 
         meta = read_metadata(path)

@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         opt.load_state_dict(ckpt["optimizer"])
         sampler.rng.bit_generator.state = ckpt["sampler"]
         step, history = ckpt["step"], ckpt["history"]
-        history.setdefault("border", "zero-then-" + BORDER)  # a run begun before runs recorded their edge
+        history.setdefault("border", f"zero-then-{BORDER}")  # a run begun before runs recorded their edge
         print(f"resumed {last} at step {step}", file=sys.stderr)
     elif cfg.init_from:
         init_from(net, cfg.init_from)

@@ -80,11 +80,12 @@ class PlaneUpscaler:
 
     def process(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Upscale `src` (H, W) into `dst` (H*r, W*r); both may be strided frame views."""
-        lr, p, r = self.codec.decode(src), self.pad, self.scale
+        p, r = self.pad, self.scale
         lo, hi = self.codec.bounds(src, self.clamp)
         wh, ww = self.window
-        if p:
-            lr = np.pad(lr, p, mode=BORDER)  # about one plane copy: 3 ms at 2160p
+        # Mirror in the plane's own sample type, then decode: one float32 plane per frame (decode keeps a
+        # contiguous float32 plane as it is), and an 8-bit pad moves a quarter of the bytes.
+        lr = self.codec.decode(np.pad(src, p, mode=BORDER) if p else src)
         for t in self.tiles:  # a window that is the whole (contiguous) plane is passed without a copy
             win = np.ascontiguousarray(lr[t.y.win:t.y.win + wh, t.x.win:t.x.win + ww])
             hr = self.backend.run(win)
