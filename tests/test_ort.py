@@ -68,17 +68,24 @@ def test_options_are_frozen_keyword_only():
 
 def test_auto_warns_once_only_with_gpu(monkeypatch, caplog, random2):
     info = models.load(random2)
+    monkeypatch.setattr(backends, "ov_status", lambda: (True, ""))
+    monkeypatch.setattr(backends, "_create_ov", lambda *a: (_ for _ in ()).throw(RuntimeError("no ov")))
     monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no libnvinfer"))
     monkeypatch.setattr(backends, "_warned", set())
     monkeypatch.setattr(backends, "gpu_present", lambda: False)
     with caplog.at_level(logging.WARNING, logger="vs_espcn"):
         assert isinstance(backends.create("auto", info, (8, 8)), ort_backend.OrtBackend)
-    assert not caplog.records
+    assert [r.getMessage() for r in caplog.records] == [
+        "espcn.Upscale: OpenVINO unusable (RuntimeError: no ov); using ONNX Runtime"]  # no TensorRT line
+    caplog.clear()
+    monkeypatch.setattr(backends, "_warned", set())
     monkeypatch.setattr(backends, "gpu_present", lambda: True)
     with caplog.at_level(logging.WARNING, logger="vs_espcn"):
         backends.create("auto", info, (8, 8))
         backends.create("auto", info, (8, 8))
-    assert len(caplog.records) == 1 and "no libnvinfer" in caplog.records[0].getMessage()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "TensorRT unusable (no libnvinfer)" in messages[0]
+    assert "OpenVINO unusable (RuntimeError: no ov)" in messages[1]
 
 
 def test_auto_falls_back_when_trt_build_fails(monkeypatch, random2):
@@ -89,6 +96,7 @@ def test_auto_falls_back_when_trt_build_fails(monkeypatch, random2):
         raise RuntimeError("engine build failed")
 
     monkeypatch.setattr(backends, "_create_trt", broken)
+    monkeypatch.setattr(backends, "ov_status", lambda: (False, "openvino is not installed"))
     assert isinstance(backends.create("auto", models.load(random2), (8, 8)), ort_backend.OrtBackend)
     with pytest.raises(RuntimeError):
         backends.create("trt", models.load(random2), (8, 8))

@@ -58,10 +58,10 @@ def test_metadata_declares_python_deps_and_extras(dist):
     assert dist.metadata["Requires-Python"] == ">=3.12"
     requires = dist.requires or []
     base = {r.split(">")[0].split("=")[0].split(";")[0].strip().lower() for r in requires if "extra ==" not in r}
-    assert base == {"vapoursynth", "numpy", "onnx", "onnxruntime", "platformdirs", "filelock"}
+    assert base == {"vapoursynth", "numpy", "onnx", "onnxruntime", "openvino", "platformdirs", "filelock"}
     assert set(dist.metadata.get_all("Provides-Extra")) == {"train", "trt", "trt-rtx", "dev"}
     dev = {r.split(">")[0].split(";")[0].strip().lower() for r in requires if 'extra == "dev"' in r}
-    assert {"pytest", "vapoursynth-mlrt-ort", "scikit-image", "torch", "tensorrt-rtx"} <= dev
+    assert {"pytest", "vapoursynth-mlrt-ort", "vapoursynth-mlrt-ov", "scikit-image", "torch", "tensorrt-rtx"} <= dev
 
 
 def _source_version() -> str:
@@ -96,7 +96,7 @@ def test_shim_does_not_link_libpython(dist):
 
 
 def test_import_is_light_and_versioned(tmp_path):
-    script = ("import sys, vs_espcn; heavy = {'vapoursynth', 'onnxruntime', 'onnx', 'tensorrt', 'tensorrt_rtx', "
+    script = ("import sys, vs_espcn; heavy = {'vapoursynth', 'onnxruntime', 'onnx', 'openvino', 'tensorrt', 'tensorrt_rtx', "
               "'torch', 'numpy'}; print(sorted(m for m in sys.modules if m.split('.')[0] in heavy)); "
               "print(vs_espcn.__version__); print(callable(vs_espcn.upscale))")
     res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_user_env(), capture_output=True,

@@ -26,7 +26,7 @@ UPSCALE_SIGNATURE = (
     "clip:vnode;scale:int:opt;model:data:opt;backend:data:opt;threads:int:opt;tilesize:int[]:opt;"
     "overlap:int:opt;kernel:data:opt;fp16:int:opt;device_id:int:opt;num_streams:int:opt;"
     "cuda_graph:int:opt;static_shape:int:opt;opt_level:int:opt;workspace:int:opt;cache_dir:data:opt;"
-    "clamp:int:opt;")
+    "clamp:int:opt;precision:data:opt;")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

@@ -13,8 +13,7 @@ from typing import Any
 
 log = logging.getLogger("vs_espcn")
 
-_DATA_ARGS = ("model", "backend", "kernel", "cache_dir")
-_BOOL_ARGS = ("fp16", "cuda_graph", "static_shape", "clamp")
+_DATA_ARGS = ("model", "backend", "kernel", "cache_dir", "precision")
 
 
 def install() -> None:
@@ -32,14 +31,12 @@ def _target() -> Callable[..., Any]:
 
 
 def convert_args(args: dict[str, Any]) -> dict[str, Any]:
-    """Turn VSMap values into `graph.upscale` keywords: bytes -> str, ints -> bools, tilesize -> tuple."""
+    """Turn VSMap values into `graph.upscale` keywords: bytes -> str, tilesize -> tuple. The 0/1
+    switches stay ints: `graph.upscale` refuses any other number (clamp=2 must not pass as "on")."""
     kwargs = dict(args)
     for key in _DATA_ARGS:
         if isinstance(kwargs.get(key), (bytes, bytearray)):
             kwargs[key] = bytes(kwargs[key]).decode("utf-8", errors="surrogateescape")
-    for key in _BOOL_ARGS:
-        if key in kwargs:
-            kwargs[key] = bool(kwargs[key])
     if "tilesize" in kwargs:
         value = kwargs["tilesize"]
         kwargs["tilesize"] = tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),)

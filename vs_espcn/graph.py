@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import vapoursynth as vs
 
-from vs_espcn import backends, frames, models, tiling
+from vs_espcn import backends, frames, models, precision, tiling
 
 log = logging.getLogger("vs_espcn")
 MIN_TILE = 16  # LR pixels: smallest tile core side honoured (see min_tile)
@@ -20,6 +20,9 @@ KERNELS = {"point": "Point", "bilinear": "Bilinear", "bicubic": "Bicubic", "spli
            "spline36": "Spline36", "spline64": "Spline64", "lanczos": "Lanczos"}
 # (subsampling_w, subsampling_h) -> name, for the YUV layouts the plugin accepts
 SUBSAMPLINGS = {(1, 1): "420", (1, 0): "422", (0, 0): "444", (0, 1): "440", (2, 0): "411", (2, 2): "410"}
+MAX_THREADS = 256  # generous: a 2-core machine runs ~400x slower at threads=1000, and 100000 crashed hosts
+MAX_STREAMS = 32  # frames in flight; each holds its planes and the backend's activations (DESIGN.md)
+AUTO_STREAMS = 2  # num_streams=0: frames in flight (measured best on the CPU backends; see README)
 FORMATS_TEXT = ("constant-format YUV (420, 422, 444, 440, 411, 410) or GRAY, "
                 "8-16 bit integer or 16/32 bit float")
 
@@ -70,16 +73,39 @@ def check_options(backend: str, kernel: str, threads: int, device_id: int, num_s
                   opt_level: int, workspace: int) -> str:
     """Validate the scalar options; return the core.resize function name of `kernel`."""
     if backend not in backends.KINDS:
-        raise _error(f"unknown backend {backend!r}", 'supported backends are "auto", "ort", "trt"')
+        raise _error(f"unknown backend {backend!r}", "supported backends are "
+                     + ", ".join(f'"{k}"' for k in backends.KINDS))
     if kernel.lower() not in KERNELS:
         raise _error(f"unknown kernel {kernel!r}", "supported kernels are " + ", ".join(KERNELS))
-    for name, value, low in (("threads", threads, 0), ("device_id", device_id, 0),
-                             ("num_streams", num_streams, 1), ("workspace", workspace, 0)):
-        if value < low:
-            raise _error(f"{name}={value} is invalid", f"{name} must be >= {low}")
+    for name, value, low, high in (("threads", threads, 0, MAX_THREADS), ("device_id", device_id, 0, None),
+                                   ("num_streams", num_streams, 0, MAX_STREAMS), ("workspace", workspace, 0, None)):
+        if value < low or (high is not None and value > high):
+            raise _error(f"{name}={value} is invalid",
+                         f"{name} must be {low}..{high}" if high is not None else f"{name} must be >= {low}")
     if not 0 <= opt_level <= 5:
         raise _error(f"opt_level={opt_level} is invalid", "opt_level must be 0..5")
     return KERNELS[kernel.lower()]
+
+
+def check_switches(**switches: object) -> tuple[bool, ...]:
+    """The 0/1 arguments as bools, in order; any other value is an error (clamp=2 is not "on")."""
+    for name, value in switches.items():
+        if isinstance(value, bool) or value in (0, 1):
+            continue
+        raise _error(f"{name}={value!r} is invalid", f"{name} must be 0 or 1")
+    return tuple(bool(v) for v in switches.values())
+
+
+def auto_streams(clip: vs.VideoNode) -> int:
+    """Frames in flight for num_streams=0: AUTO_STREAMS for planes that run whole, 1 for planes big
+    enough to be tiled (2160p), whose tiles already keep the cores busy and whose second frame in flight
+    would double the peak memory."""
+    return AUTO_STREAMS if clip.width * clip.height <= tiling.AUTO_PIXELS else 1
+
+
+def precision_arg(value: str) -> str:
+    """The `precision` argument, checked (vs.Error naming the supported values)."""
+    return precision.check(value)
 
 
 def min_tile(overlap: int) -> int:
@@ -109,26 +135,33 @@ def tile_plan(clip: vs.VideoNode, radius: int, tile: tuple[int, int] | None, ove
 
 def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backend: str = "auto",
             threads: int = 0, tilesize: Sequence[int] = (), overlap: int = -1,
-            kernel: str = "spline36", fp16: bool = True, device_id: int = 0, num_streams: int = 1,
+            kernel: str = "spline36", fp16: bool = True, device_id: int = 0, num_streams: int = 0,
             cuda_graph: bool = False, static_shape: bool = True, opt_level: int = 3,
-            workspace: int = 0, cache_dir: str = "", clamp: bool = True) -> vs.VideoNode:
+            workspace: int = 0, cache_dir: str = "", clamp: bool = True, precision: str = "auto"
+            ) -> vs.VideoNode:
     """espcn.Upscale: Y through the ESPCN network, chroma through core.resize.<kernel>, same format,
     width*scale x height*scale, all source frame props kept."""
     clip = check_clip(clip)
     core = vs.core.core  # the concrete core of this environment (R81 nodes do not expose theirs)
     tile = check_tiles(tilesize, overlap)
     resizer = check_options(backend, kernel, threads, device_id, num_streams, opt_level, workspace)
+    fp16, cuda_graph, static_shape, clamp = check_switches(fp16=fp16, cuda_graph=cuda_graph,
+                                                           static_shape=static_shape, clamp=clamp)
+    prec = precision_arg(precision)
     info = models.resolve(model or "", scale)
+    streams = num_streams or auto_streams(clip)
     plan = tile_plan(clip, info.radius, tile, overlap)
     options = backends.BackendOptions(
+        precision=prec,
         ort=backends.OrtOptions(threads=threads),
-        trt=backends.TrtOptions(fp16=bool(fp16), device_id=device_id, num_streams=num_streams,
+        ov=backends.CpuOptions(threads=threads, streams=streams),
+        trt=backends.TrtOptions(fp16=bool(fp16), device_id=device_id, num_streams=streams,
                                 cuda_graph=bool(cuda_graph), static_shape=bool(static_shape),
                                 opt_level=opt_level, workspace=workspace, cache_dir=cache_dir or ""))
     net = backends.create(backend, info, plan.window, options)
     upscaler = frames.PlaneUpscaler(net, info.scale, plan, frames.Codec.of(clip.format),
                                     clamp=bool(clamp))
-    luma = frames.luma_clip(core, clip, upscaler)
+    luma = frames.luma_clip(core, clip, upscaler, streams)
     out = luma
     if clip.format.color_family == vs.YUV:
         r = info.scale

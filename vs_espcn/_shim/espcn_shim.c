@@ -17,9 +17,18 @@
  * No state outlives a call: nothing is cached per core, so several cores, vspipe worker threads
  * and FrameEval callbacks need no locks, and nothing is freed after Python has finalised.
  * Every failure becomes a map error (a vs.Error in Python); the host never crashes.
+ *
+ * The frame filter: `espcn.Network(clip, width, height, func, inflight)` (internal, built by the
+ * Python graph) is an fmParallel filter, so VapourSynth asks it for several frames at once. Each
+ * request waits for one of `inflight` slots (a counting semaphore: at most that many frames are
+ * computed at a time, which bounds memory), then calls `func(n=, f=)` through `callFunction`;
+ * VapourSynth takes the GIL for the Python code, and the backend releases it while the network runs,
+ * so the frames in flight overlap. `func` returns the new GRAY frame ("val") or {"error": text}.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -32,7 +41,7 @@
     "clip:vnode;scale:int:opt;model:data:opt;backend:data:opt;threads:int:opt;"               \
     "tilesize:int[]:opt;overlap:int:opt;kernel:data:opt;fp16:int:opt;device_id:int:opt;"      \
     "num_streams:int:opt;cuda_graph:int:opt;static_shape:int:opt;opt_level:int:opt;"          \
-    "workspace:int:opt;cache_dir:data:opt;clamp:int:opt;"
+    "workspace:int:opt;cache_dir:data:opt;clamp:int:opt;precision:data:opt;"
 
 /* ---- the few stable-ABI Python calls we need, resolved at run time ---------------------- */
 
@@ -238,9 +247,150 @@ static void VS_CC upscale(const VSMap *in, VSMap *out, void *user, VSCore *core,
     vsapi->freeMap(result);
 }
 
+/* ---- espcn.Network: the parallel per-frame filter -------------------------------------- */
+
+typedef struct Slots {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    int free; /* slots not in use */
+} Slots;
+
+typedef struct NetData {
+    VSNode *node;       /* the source clip */
+    VSVideoInfo vi;     /* the output: GRAY of the source's sample type, width x height */
+    VSFunction *func;   /* the Python per-frame function */
+    Slots slots;
+} NetData;
+
+#define NET_PREFIX "espcn.Upscale: "
+#define MAX_INFLIGHT 64
+
+static void slot_take(Slots *s) {
+    pthread_mutex_lock(&s->lock);
+    while (s->free == 0)
+        pthread_cond_wait(&s->freed, &s->lock);
+    s->free--;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void slot_give(Slots *s) {
+    pthread_mutex_lock(&s->lock);
+    s->free++;
+    pthread_cond_signal(&s->freed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The frame `func` returned, checked against the output clip; NULL with `err` filled otherwise. */
+static const VSFrame *returned_frame(const VSMap *ret, const NetData *d, char *err, size_t size,
+                                     const VSAPI *vsapi) {
+    const char *failure = vsapi->mapGetError(ret);
+    if (!failure && vsapi->mapGetType(ret, "error") == ptData)
+        failure = vsapi->mapGetData(ret, "error", 0, NULL);
+    if (failure) {
+        snprintf(err, size, "%s%s", strncmp(failure, NET_PREFIX, strlen(NET_PREFIX)) ? NET_PREFIX : "", failure);
+        return NULL;
+    }
+    if (vsapi->mapGetType(ret, "val") != ptVideoFrame) {
+        snprintf(err, size, NET_PREFIX "internal error: the frame function returned no frame");
+        return NULL;
+    }
+    const VSFrame *frame = vsapi->mapGetFrame(ret, "val", 0, NULL);
+    const VSVideoFormat *fmt = vsapi->getVideoFrameFormat(frame);
+    if (vsapi->getFrameWidth(frame, 0) != d->vi.width || vsapi->getFrameHeight(frame, 0) != d->vi.height ||
+        fmt->colorFamily != d->vi.format.colorFamily || fmt->bitsPerSample != d->vi.format.bitsPerSample ||
+        fmt->sampleType != d->vi.format.sampleType) {
+        vsapi->freeFrame(frame);
+        snprintf(err, size, NET_PREFIX "internal error: the frame function returned a frame of the wrong size or format");
+        return NULL;
+    }
+    return frame;
+}
+
+static const VSFrame *VS_CC net_get_frame(int n, int reason, void *instance, void **frame_data,
+                                          VSFrameContext *ctx, VSCore *core, const VSAPI *vsapi) {
+    (void)frame_data;
+    (void)core;
+    NetData *d = (NetData *)instance;
+    if (reason == arInitial) {
+        vsapi->requestFrameFilter(n, d->node, ctx);
+        return NULL;
+    }
+    if (reason != arAllFramesReady)
+        return NULL;
+    VSMap *args = vsapi->createMap();
+    VSMap *ret = vsapi->createMap();
+    vsapi->mapSetInt(args, "n", n, maReplace);
+    vsapi->mapConsumeFrame(args, "f", vsapi->getFrameFilter(n, d->node, ctx), maReplace);
+    slot_take(&d->slots);
+    vsapi->callFunction(d->func, args, ret);
+    slot_give(&d->slots);
+    vsapi->freeMap(args);
+    char err[2304];
+    const VSFrame *frame = returned_frame(ret, d, err, sizeof err, vsapi);
+    vsapi->freeMap(ret);
+    if (!frame)
+        vsapi->setFilterError(err, ctx);
+    return frame;
+}
+
+static void VS_CC net_free(void *instance, VSCore *core, const VSAPI *vsapi) {
+    (void)core;
+    NetData *d = (NetData *)instance;
+    vsapi->freeNode(d->node);
+    vsapi->freeFunction(d->func);
+    pthread_cond_destroy(&d->slots.freed);
+    pthread_mutex_destroy(&d->slots.lock);
+    free(d);
+}
+
+/* Network(clip, width, height, func, inflight): internal, created by vs_espcn.frames.luma_clip. */
+static void VS_CC net_create(const VSMap *in, VSMap *out, void *user, VSCore *core, const VSAPI *vsapi) {
+    (void)user;
+    VSNode *node = vsapi->mapGetNode(in, "clip", 0, NULL);
+    const VSVideoInfo *src = vsapi->getVideoInfo(node);
+    int64_t width = vsapi->mapGetInt(in, "width", 0, NULL);
+    int64_t height = vsapi->mapGetInt(in, "height", 0, NULL);
+    int64_t inflight = vsapi->mapGetInt(in, "inflight", 0, NULL);
+    char err[256] = "";
+    if (src->format.colorFamily == cfUndefined || src->width == 0 || src->height == 0)
+        snprintf(err, sizeof err, NET_PREFIX "internal error: Network needs a constant-format clip");
+    else if (width < 1 || height < 1 || width > (1 << 20) || height > (1 << 20))
+        snprintf(err, sizeof err, NET_PREFIX "internal error: Network size %lldx%lld is invalid",
+                 (long long)width, (long long)height);
+    else if (inflight < 1 || inflight > MAX_INFLIGHT)
+        snprintf(err, sizeof err, NET_PREFIX "internal error: inflight=%lld is outside 1..%d",
+                 (long long)inflight, MAX_INFLIGHT);
+    NetData *d = err[0] ? NULL : (NetData *)calloc(1, sizeof *d);
+    if (!err[0] && !d)
+        snprintf(err, sizeof err, NET_PREFIX "out of memory");
+    if (!d || !vsapi->queryVideoFormat(&d->vi.format, cfGray, src->format.sampleType,
+                                       src->format.bitsPerSample, 0, 0, core)) {
+        if (!err[0])
+            snprintf(err, sizeof err, NET_PREFIX "internal error: no GRAY format for the clip");
+        free(d);
+        vsapi->freeNode(node);
+        vsapi->mapSetError(out, err);
+        return;
+    }
+    d->node = node;
+    d->vi.fpsNum = src->fpsNum;
+    d->vi.fpsDen = src->fpsDen;
+    d->vi.numFrames = src->numFrames;
+    d->vi.width = (int)width;
+    d->vi.height = (int)height;
+    d->func = vsapi->mapGetFunction(in, "func", 0, NULL);
+    d->slots.free = (int)inflight;
+    pthread_mutex_init(&d->slots.lock, NULL);
+    pthread_cond_init(&d->slots.freed, NULL);
+    VSFilterDependency deps[] = {{node, rpStrictSpatial}};
+    vsapi->createVideoFilter(out, "Network", &d->vi, net_get_frame, net_free, fmParallel, deps, 1, d, core);
+}
+
 VS_EXTERNAL_API(void) VapourSynthPluginInit2(VSPlugin *plugin, const VSPLUGINAPI *vspapi) {
     vspapi->configPlugin(PLUGIN_ID, "espcn", "ESPCN super-resolution (ONNX; vs_espcn Python package)",
                          VS_MAKE_VERSION(1, 0), VAPOURSYNTH_API_VERSION, 0, plugin);
     vspapi->registerFunction("Upscale", UPSCALE_ARGS, "clip:vnode;", upscale, NULL, plugin);
     vspapi->registerFunction("RegisterHandler", "func:func;", "", register_handler, NULL, plugin);
+    vspapi->registerFunction("Network", "clip:vnode;width:int;height:int;func:func;inflight:int;", "clip:vnode;",
+                             net_create, NULL, plugin);
 }

@@ -1,11 +1,17 @@
 """Inference backends: the `Backend` protocol, their option dataclasses and `create()`.
 
 A backend turns one float32 LR tile (H, W) into its float32 HR tile (H*r, W*r). The frame
-path never knows which one it talks to. Heavy runtimes (onnxruntime, tensorrt) are imported
-only inside the backend modules, so `import vs_espcn.backends` stays cheap.
+path never knows which one it talks to. Heavy runtimes (onnxruntime, openvino, tensorrt) are
+imported only inside the backend modules, so `import vs_espcn.backends` stays cheap.
+
+`create("auto", ...)` tries TensorRT (a usable NVIDIA GPU), then OpenVINO (the fast CPU path: bf16
+where the CPU has it), then ONNX Runtime fp32, taking the first that is usable and runs the asked
+precision; each fallback is logged once per process on stderr with its reason (skipping TensorRT on
+a machine with no NVIDIA driver is no fallback, so it is not logged).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -16,10 +22,13 @@ from typing import TYPE_CHECKING, Protocol, Union
 import numpy as np
 import vapoursynth as vs
 
+from vs_espcn import precision
+
 if TYPE_CHECKING:
     from vs_espcn.models import ModelInfo
 
-KINDS = ("auto", "ort", "trt")
+KINDS = ("auto", "ort", "ov", "trt")
+AUTO_ORDER = ("trt", "ov", "ort")
 log = logging.getLogger("vs_espcn")
 _warned: set[str] = set()
 
@@ -58,10 +67,21 @@ class TrtOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BackendOptions:
-    """Both option sets, so `kind="auto"` can pick either backend."""
+class CpuOptions:
+    """OpenVINO options: `threads` (0 = OpenVINO's default, every core), `streams` = infer requests run
+    at once (the frames in flight)."""
 
+    threads: int = 0
+    streams: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendOptions:
+    """Every option set plus the `precision` argument, so `kind="auto"` can pick any backend."""
+
+    precision: str = "auto"
     ort: OrtOptions = field(default_factory=OrtOptions)
+    ov: CpuOptions = field(default_factory=CpuOptions)
     trt: TrtOptions = field(default_factory=TrtOptions)
 
 
@@ -128,6 +148,14 @@ def _create_trt(model: "ModelInfo", shape: tuple[int, int], options: TrtOptions)
     return TrtBackend(model, shape, options)
 
 
+def _create_ov(model: "ModelInfo", shape: tuple[int, int], options: CpuOptions, precision: str) -> Backend:
+    """Build the OpenVINO CPU backend for a resolved precision."""
+    from vs_espcn.backends.ov import OvBackend, OvOptions
+
+    return OvBackend(model, shape, OvOptions(threads=options.threads, streams=options.streams,
+                                             precision=precision))
+
+
 def _create_ort(model: "ModelInfo", shape: tuple[int, int], options: OrtOptions) -> Backend:
     """Build the ONNX Runtime CPU backend."""
     from vs_espcn.backends.ort import OrtBackend
@@ -135,29 +163,68 @@ def _create_ort(model: "ModelInfo", shape: tuple[int, int], options: OrtOptions)
     return OrtBackend(model, shape, options)
 
 
+def ov_status() -> tuple[bool, str]:
+    """Is OpenVINO importable (with the reason when not)?"""
+    from vs_espcn.backends import ov
+
+    return ov.available()
+
+
+def usable(kind: str, opts: BackendOptions) -> tuple[bool, str]:
+    """Can backend `kind` run here at all (before any precision question)?"""
+    if kind == "trt":
+        return trt_status(opts.trt.device_id)
+    if kind == "ov":
+        return ov_status()
+    return True, ""
+
+
+def _make(kind: str, model: "ModelInfo", shape: tuple[int, int], opts: BackendOptions) -> Backend:
+    """Create backend `kind` at the precision it resolves `opts.precision` to (vs.Error if it cannot)."""
+    prec = precision.resolve(kind, opts.precision, fp16=opts.trt.fp16)
+    if kind == "trt":
+        return _create_trt(model, shape, dataclasses.replace(opts.trt, fp16=prec == "fp16"))
+    if kind == "ov":
+        return _create_ov(model, shape, opts.ov, prec)
+    return _create_ort(model, shape, opts.ort)
+
+
 def create(kind: str, model: "ModelInfo", shape: tuple[int, int],
            options: AnyOptions | None = None) -> Backend:
-    """Create the backend `kind` ("auto" | "ort" | "trt") for tiles of `shape` (H, W).
+    """Create the backend `kind` ("auto" | "ort" | "ov" | "trt") for tiles of `shape` (H, W).
 
-    "auto" picks TensorRT only when it reports itself usable and its engine builds; otherwise
-    ONNX Runtime, silently unless a GPU seemed present (then one warning on stderr).
+    An explicit kind that is unusable or cannot run the asked precision raises `vs.Error`. "auto" takes
+    the first of TensorRT, OpenVINO, ONNX Runtime that works, logging each fallback once (module doc).
     """
     opts = _split(options)
-    if kind == "ort":
-        return _create_ort(model, shape, opts.ort)
-    if kind == "trt":
-        ok, reason = trt_status(opts.trt.device_id)
-        if not ok:
-            raise _error(f'backend="trt" is unavailable: {reason}', 'use backend="ort" (CPU) or "auto"')
-        return _create_trt(model, shape, opts.trt)
+    if kind not in KINDS:
+        raise _error(f"unknown backend {kind!r}", 'supported backends are "auto", "ort", "ov", "trt"')
     if kind != "auto":
-        raise _error(f"unknown backend {kind!r}", 'supported backends are "auto", "ort", "trt"')
-    ok, reason = trt_status(opts.trt.device_id)
-    if ok:
-        try:
-            return _create_trt(model, shape, opts.trt)
-        except Exception as exc:  # fall back to the CPU rather than fail the script
-            reason = f"{type(exc).__name__}: {exc}"
-    if gpu_present():
-        _warn_once(f"espcn.Upscale: TensorRT unusable ({reason}); falling back to ONNX Runtime CPU")
-    return _create_ort(model, shape, opts.ort)
+        ok, reason = usable(kind, opts)
+        if not ok:
+            others = ", ".join(f'"{k}"' for k in KINDS if k != kind)
+            raise _error(f'backend="{kind}" is unavailable: {reason}', f"use backend={others}")
+        return _make(kind, model, shape, opts)
+    reasons = []
+    for candidate in AUTO_ORDER:
+        ok, reason = usable(candidate, opts)
+        if ok and opts.precision != "auto":
+            reason = precision.unavailable(candidate, opts.precision) or ""
+            ok = not reason
+        if ok:
+            try:
+                net = _make(candidate, model, shape, opts)
+            except Exception as exc:  # fall back to the next backend rather than fail the script
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                for skipped, why in reasons:
+                    if skipped != "trt" or gpu_present():
+                        _warn_once(f"espcn.Upscale: {NAMES[skipped]} unusable ({why}); using {NAMES[candidate]}")
+                return net
+        reasons.append((candidate, reason))
+    raise _error(f'no backend can run precision="{opts.precision}" here ('
+                 + "; ".join(f"{NAMES[k]}: {why}" for k, why in reasons) + ")",
+                 'use precision="auto" or "fp32"')
+
+
+NAMES = {"trt": "TensorRT", "ov": "OpenVINO", "ort": "ONNX Runtime"}

@@ -2,11 +2,16 @@
 
 `InferenceSession.run` is documented thread-safe and releases the GIL, so several VapourSynth
 frame threads can run the same session at once; sessions are cached per (model file hash,
-options) so that every Upscale call on the same model reuses one set of weights and kernels.
+options) so that every Upscale call on the same model reuses one set of weights and kernels, and
+the cache holds them weakly, so a session goes when the last graph using it does. The model is
+passed as bytes (any file name works, UTF-8 or not), and ONNX Runtime's telemetry is switched off
+before it is first imported: a video filter must not record the user's machine.
 """
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,17 +22,19 @@ from vs_espcn.backends import OrtOptions
 if TYPE_CHECKING:
     from vs_espcn.models import ModelInfo
 
-_sessions: dict[tuple[str, str, OrtOptions], object] = {}
+_sessions: "weakref.WeakValueDictionary[tuple[str, str, OrtOptions], object]" = weakref.WeakValueDictionary()
 _lock = threading.Lock()
 
 
 def _new_session(model: "ModelInfo", options: OrtOptions):
     """Create a CPU InferenceSession; a corrupt or incompatible model becomes a vs.Error."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # read once, when onnxruntime is imported
     try:
         import onnxruntime as ort
     except ImportError as exc:
         raise vs.Error(f"espcn.Upscale: onnxruntime is not installed ({exc}); "
                        "pip install onnxruntime, or use backend=\"trt\" with TensorRT") from None
+    ort.disable_telemetry_events()  # in case the host imported onnxruntime before us
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(0, int(options.threads))
     so.inter_op_num_threads = 1
@@ -35,9 +42,9 @@ def _new_session(model: "ModelInfo", options: OrtOptions):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(str(model.path), sess_options=so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(model.path.read_bytes(), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise vs.Error(f"espcn.Upscale: onnxruntime cannot load model {str(model.path)!r} "
+        raise vs.Error(f"espcn.Upscale: onnxruntime cannot load model {model.path.name!r} "
                        f"({_first_line(exc)}); {HINT}") from None
     _probe(sess, model)
     return sess
@@ -74,7 +81,8 @@ def session(model: "ModelInfo", options: OrtOptions):
     with _lock:
         sess = _sessions.get(key)
         if sess is None:
-            sess = _sessions[key] = _new_session(model, options)
+            sess = _new_session(model, options)
+            _sessions[key] = sess
     return sess
 
 
@@ -89,7 +97,8 @@ class OrtBackend:
         self._outputs = [self._session.get_outputs()[0].name]
 
     def run(self, lr: np.ndarray) -> np.ndarray:
-        """float32 (H, W) -> float32 (H*scale, W*scale); a view of ORT's output, no copy."""
+        """float32 (H, W) -> the network's output plane (H*scale, W*scale) as ORT returns it, no copy
+        (the frame path checks its shape: a reshape here could hide a wrong one)."""
         h, w = lr.shape
         out = self._session.run(self._outputs, {self._input: lr.reshape(1, 1, h, w)})[0]
-        return out.reshape(h * self.scale, w * self.scale)
+        return out[0, 0] if out.ndim == 4 and out.shape[:2] == (1, 1) else out
