@@ -1,15 +1,17 @@
-"""`python -m vs_espcn bench`: frames/s of espcn.Upscale next to vs-mlrt ORT and resize.Lanczos.
+"""`python -m vs_espcn bench`: frames/s of espcn.Upscale next to vs-mlrt (ort, ov) and resize.Lanczos.
 
-Every pipeline runs in this process on the same clip and the same ONNX, in alternating rounds
-(best round wins, so a noisy shared machine hurts all rows alike):
-  * `espcn YUV`   - our Upscale on YUV420P8 (the product: mirrored edge, network Y, output clamp,
-                    Spline36 chroma, props)
-  * `mlrt YUV`    - the same job built from vs-mlrt: Y -> GRAYS -> mirrored edge (Crop/Flip/Stack) ->
-                    core.ort.Model -> crop -> 8 bit, chroma resized (no clamp: one min/max per frame)
-  * `espcn GRAYS` / `mlrt GRAYS` - the network alone on a float Y clip with the mirrored edge
-                    (`clamp=0`; the two give identical pictures, tests/test_peer_mlrt.py)
-  * `lanczos`     - resize.Lanczos of the YUV420P8 clip (the cheap baseline)
-The table goes to stdout (this is a CLI, not a VapourSynth script).
+Every pipeline runs in this process on the same YUV420P8 clip and the same ONNX, in alternating
+rounds (best round wins, so a noisy shared machine hurts all rows alike):
+  * `espcn default`  - our Upscale with every default (the product: mirrored edge, network Y, output
+                       clamp, Spline36 chroma, props; the backend and precision `auto` picks)
+  * `espcn ort fp32`, `espcn ov fp32`, `espcn ov bf16` - the same with the backend/precision fixed
+  * `mlrt ort`, `mlrt ov`, `mlrt ov bf16 s1/s2` - the same job built from vs-mlrt: Y -> GRAYS ->
+                       mirrored edge (Crop/Flip/Stack) -> core.ort/ov.Model -> crop -> 8 bit, chroma
+                       resized; ov at its default precision, then bf16 set in its config with 1 and 2
+                       streams (vs-mlrt's best CPU settings here)
+  * `lanczos`        - resize.Lanczos of the clip (the cheap baseline)
+Rows whose plugin or instruction set is missing are listed as skipped, with the reason. The table goes
+to stdout (this is a CLI, not a VapourSynth script).
 """
 from __future__ import annotations
 
@@ -43,38 +45,75 @@ def mirror_edge(clip: "object", pad: int) -> "object":
                                    wide.std.Crop(top=h - pad).std.FlipVertical()])
 
 
-def mlrt_job(grays: "object", model: Path, radius: int, scale: int) -> "object":
-    """vs-mlrt's `core.ort.Model` doing our network job on a float Y clip: mirrored edge, run, crop."""
+def mlrt_job(yuv: "object", model: Path, radius: int, scale: int, plugin: str, **kwargs: object) -> "object":
+    """vs-mlrt's `core.<plugin>.Model` doing our whole job on a YUV420P8 clip: Y -> GRAYS -> mirrored edge
+    -> network -> crop -> 8 bit, chroma through Spline36 (no output clamp: one min/max per frame)."""
     import vapoursynth as vs
 
-    net = vs.core.ort.Model([mirror_edge(grays, radius)], network_path=str(model), provider="CPU")
+    core = vs.core
+    y = core.std.Expr(core.std.ShufflePlanes(yuv, 0, vs.GRAY), "x 255 /", format=vs.GRAYS)
+    net = getattr(core, plugin).Model([mirror_edge(y, radius)], network_path=str(model), **kwargs)
     k = radius * scale
-    return net.std.Crop(k, k, k, k)
+    y8 = core.std.Expr(net.std.Crop(k, k, k, k), "x 255 *", format=vs.GRAY8)
+    chroma = core.resize.Spline36(yuv, yuv.width * scale, yuv.height * scale)
+    return core.std.ShufflePlanes([y8, chroma], [0, 1, 2], vs.YUV)
 
 
-def pipelines(model: Path, width: int, height: int, length: int, backend: str, threads: int
-              ) -> dict[str, "object"]:
-    """name -> VideoNode for every row of the table (rows whose plugin is missing are left out)."""
+def source(width: int, height: int, length: int, clip_path: str) -> "object":
+    """A YUV420P8 clip of width x height: a real video resized (`clip_path`, read with BestSource), else
+    one fixed frame of smooth gradients and noise."""
+    import numpy as np
     import vapoursynth as vs
 
+    core = vs.core
+    if clip_path:
+        clip = core.bs.VideoSource(clip_path)
+        clip = core.resize.Bicubic(clip, width, height, format=vs.YUV420P8)
+        return (clip * (1 + length // max(1, clip.num_frames)))[:length]
+    blank = core.std.BlankClip(format=vs.YUV420P8, width=width, height=height, length=length)
+    frame = blank.get_frame(0).copy()
+    rng = np.random.default_rng(0)
+    for p in range(3):
+        a = np.asarray(frame[p])
+        yy, xx = np.mgrid[:a.shape[0], :a.shape[1]]
+        a[:] = np.clip(128 + 60 * np.sin(xx / 17.0 + p) * np.cos(yy / 23.0) + rng.normal(0, 12, a.shape), 16, 235)
+    return blank.std.ModifyFrame(blank, lambda n, f: frame)
+
+
+def pipelines(model: Path, width: int, height: int, length: int, clip_path: str
+              ) -> tuple[dict[str, "object"], list[str]]:
+    """(name -> VideoNode for every row of the table, the skipped rows with their reasons)."""
+    import vapoursynth as vs
+
+    from vs_espcn import backends, precision
     from vs_espcn.graph import upscale
     from vs_espcn.models import load
 
     info = load(model)
     core, r = vs.core, info.scale
-    yuv = core.std.BlankClip(format=vs.YUV420P8, width=width, height=height, length=length,
-                             color=[120, 110, 140])
-    grays = core.std.BlankClip(format=vs.GRAYS, width=width, height=height, length=length, color=[0.45])
-    rows = {"espcn YUV": upscale(yuv, model=str(model), backend=backend, threads=threads),
-            "espcn GRAYS": upscale(grays, model=str(model), backend=backend, threads=threads, clamp=False)}
+    yuv = source(width, height, length, clip_path)
+    rows, skipped = {"espcn default": upscale(yuv, model=str(model))}, []
+    rows["espcn ort fp32"] = upscale(yuv, model=str(model), backend="ort")
+    ov_ok, ov_why = backends.ov_status()
+    for prec in ("fp32", "bf16"):
+        if not ov_ok or not precision.cpu_can(prec):
+            skipped.append(f"espcn ov {prec}: " + (ov_why or f"this CPU has no {prec} instructions"))
+            continue
+        rows[f"espcn ov {prec}"] = upscale(yuv, model=str(model), backend="ov", precision=prec)
     if hasattr(core, "ort"):
-        y = core.std.Expr(core.std.ShufflePlanes(yuv, 0, vs.GRAY), "x 255 /", format=vs.GRAYS)
-        y8 = core.std.Expr(mlrt_job(y, model, info.radius, r), "x 255 *", format=vs.GRAY8)
-        chroma = core.resize.Spline36(yuv, width * r, height * r)
-        rows["mlrt YUV"] = core.std.ShufflePlanes([y8, chroma], [0, 1, 2], vs.YUV)
-        rows["mlrt GRAYS"] = mlrt_job(grays, model, info.radius, r)
+        rows["mlrt ort"] = mlrt_job(yuv, model, info.radius, r, "ort", provider="CPU")
+    else:
+        skipped.append("mlrt ort: vs-mlrt's ort plugin is not installed (pip install vapoursynth-mlrt-ort)")
+    if hasattr(core, "ov"):
+        bf16 = lambda: {"INFERENCE_PRECISION_HINT": "bf16"}  # noqa: E731 (vs-mlrt's config is a function)
+        rows["mlrt ov"] = mlrt_job(yuv, model, info.radius, r, "ov", device="CPU")
+        for streams in (1, 2):
+            rows[f"mlrt ov bf16 s{streams}"] = mlrt_job(yuv, model, info.radius, r, "ov", device="CPU",
+                                                        num_streams=streams, config=bf16)
+    else:
+        skipped.append("mlrt ov: vs-mlrt's ov plugin is not installed (pip install vapoursynth-mlrt-ov)")
     rows["lanczos"] = core.resize.Lanczos(yuv, width * r, height * r)
-    return rows
+    return rows, skipped
 
 
 def fps(clip, first: int, count: int) -> tuple[float, float]:
@@ -101,39 +140,43 @@ def measure(rows: dict, frames: int, rounds: int, log: Callable[[str], None]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse options, run every size and print the table with the ours/vs-mlrt ratios."""
+    """Parse options, run every size and print the table with the ours/best-peer ratio."""
     ap = argparse.ArgumentParser(prog="python -m vs_espcn bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--frames", type=int, default=6, help="frames per round (default 6)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds, best kept (default 2)")
+    ap.add_argument("--frames", type=int, default=8, help="frames per round (default 8)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds, best kept (default 3)")
     ap.add_argument("--model", default="", help="ONNX path (default: shipped x2, else random weights)")
-    ap.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
-    ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = ORT default, as vs-mlrt)")
-    ap.add_argument("--sizes", default="1920x1080,720x480", help="comma-separated WxH list")
+    ap.add_argument("--sizes", default="720x480", help="comma-separated WxH list (default 720x480)")
+    ap.add_argument("--clip", default="", help="a video to measure on (BestSource), resized to each size")
     ap.add_argument("-q", "--quiet", action="store_true", help="no per-round progress")
     args = ap.parse_args(argv)
     import sys
 
+    from vs_espcn.backends import ov_status
+
+    ov_status()  # imports openvino before the first vs.core, so vs-mlrt's ov plugin cannot block it
     import vapoursynth as vs
 
     progress = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else default_model(Path(tmp))
-        print(f"model {model}  backend {args.backend}  threads {args.threads or 'ORT default'}  "
-              f"vs threads {vs.core.num_threads}  frames {args.frames} x {args.rounds} rounds (best)")
+        print(f"model {model.name}  vs threads {vs.core.num_threads}  frames {args.frames} x {args.rounds} "
+              f"rounds (best)  source {args.clip or 'synthetic'}")
         for size in args.sizes.split(","):
             w, h = (int(v) for v in size.lower().split("x"))
-            rows = pipelines(model, w, h, 1 + args.frames * args.rounds, args.backend, args.threads)
+            rows, skipped = pipelines(model, w, h, 1 + args.frames * args.rounds, args.clip)
             progress(f"{w}x{h}")
             best = measure(rows, args.frames, args.rounds, progress)
-            print(f"\n{w}x{h} (x{next(iter(rows.values())).width // w})")
-            print(f"  {'pipeline':14s} {'fps':>8s} {'cpu ms/frame':>13s}")
+            print(f"\n{w}x{h} YUV420P8 (x{next(iter(rows.values())).width // w})")
+            print(f"  {'pipeline':18s} {'fps':>8s} {'cpu ms/frame':>13s}")
             for name, (f, c) in best.items():
-                print(f"  {name:14s} {f:8.2f} {c:13.1f}")
-            for kind in ("YUV", "GRAYS"):
-                if f"mlrt {kind}" in best:
-                    (f1, c1), (f2, c2) = best[f"espcn {kind}"], best[f"mlrt {kind}"]
-                    print(f"  espcn/mlrt {kind:5s}  fps ratio {f1 / f2:.3f}  cpu-time ratio {c2 / c1:.3f}"
-                          " (>1 = espcn faster)")
+                print(f"  {name:18s} {f:8.2f} {c:13.1f}")
+            peers = {k: v for k, v in best.items() if k.startswith("mlrt")}
+            if peers:
+                top = max(peers, key=lambda k: peers[k][0])
+                for ours in (k for k in best if k.startswith("espcn")):
+                    print(f"  {ours} / {top} (best peer): {best[ours][0] / peers[top][0]:.2f}x")
+            for line in skipped:
+                print(f"  skipped {line}")
     return 0
 
 
