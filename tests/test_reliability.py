@@ -94,3 +94,19 @@ def test_onnxruntime_records_no_telemetry(tmp_path, random2):
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert not (tmp_path / ".cache" / "Microsoft").exists()
+
+
+@pytest.mark.parametrize("backend", ["ort", "ov"])
+def test_model_file_name_that_is_not_utf8(core, random2, tmp_path, backend):
+    """A valid model under a non-UTF-8 name (a bytes path, as VapourSynth passes it on) loads in every
+    backend: they read the model from bytes, never hand the path to the runtime."""
+    from vs_espcn import backends
+
+    if backend == "ov" and not backends.ov_status()[0]:
+        pytest.skip(f"OpenVINO unusable: {backends.ov_status()[1]}")
+    name = os.fsencode(tmp_path) + b"/model\xff.onnx"
+    with open(name, "wb") as f:
+        f.write(random2.read_bytes())
+    clip = core.std.BlankClip(format=vs.GRAY8, width=16, height=12, length=1)
+    out = core.espcn.Upscale(clip, model=name, backend=backend)
+    assert (out.width, out.height) == (32, 24) and out.get_frame(0) is not None
