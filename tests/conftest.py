@@ -15,11 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/onnx_models.py
 
 from onnx_models import make_espcn_onnx  # noqa: E402
 
-try:  # before any vs.core: vs-mlrt's ov plugin (dev extra) would load its own libopenvino first
-    import openvino  # noqa: F401,E402
-except ImportError:
-    pass
-
 
 @pytest.fixture(scope="session")
 def core():

@@ -151,9 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import sys
 
-    from vs_espcn.backends import ov_status
-
-    ov_status()  # imports openvino before the first vs.core, so vs-mlrt's ov plugin cannot block it
     import vapoursynth as vs
 
     progress = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))

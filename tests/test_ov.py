@@ -1,0 +1,75 @@
+"""The OpenVINO backend: its C API binding, next to vs-mlrt's own libopenvino, errors, and its cache."""
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+
+from test_support import noise_clip, onnx_dir, plane, random2  # noqa: F401 (fixtures)
+from vs_espcn import backends, graph, models
+
+pytestmark = pytest.mark.skipif(not backends.ov_status()[0], reason=f"OpenVINO unusable: {backends.ov_status()[1]}")
+
+
+def test_runs_in_vspipe_beside_vs_mlrt_ov(tmp_path, random2):
+    """vspipe autoloads vs-mlrt's ov plugin (and its libopenvino) before the script: our backend must
+    still run, and so must vs-mlrt's, in the same process."""
+    if not hasattr(vs.core, "ov"):
+        pytest.skip("vs-mlrt's ov plugin (vapoursynth-mlrt-ov) is not installed")
+    script = tmp_path / "both.vpy"
+    script.write_text(textwrap.dedent(f"""
+        import vapoursynth as vs
+        core = vs.core
+        clip = core.std.BlankClip(format=vs.YUV420P8, width=32, height=24, length=2, color=[90, 128, 128])
+        ours = core.espcn.Upscale(clip, model={str(random2)!r}, backend="ov")
+        y = core.std.ShufflePlanes(clip, 0, vs.GRAY).resize.Point(format=vs.GRAYS)
+        peer = core.ov.Model(y, network_path={str(random2)!r}, device="CPU")
+        ours.get_frame(0), peer.get_frame(0)
+        ours.set_output()
+    """))
+    vspipe = Path(sys.executable).with_name("vspipe")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([str(vspipe), str(script), "-p", "."], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "Output 2 frames" in res.stderr
+
+
+def test_broken_model_is_a_clear_error(core, tmp_path):
+    """A file that passes the ONNX checks but that OpenVINO cannot compile names the backend and model."""
+    from vs_espcn.backends import ov
+
+    info = models.load(models.MODEL_DIR / "espcn_x2.onnx")
+    broken = info.path.read_bytes()[:-100]  # truncated weights
+    with pytest.raises(vs.Error, match=r"espcn.Upscale: OpenVINO cannot compile model 'espcn_x2.onnx' \("):
+        _compile_bytes(ov, info, broken)
+
+
+def _compile_bytes(ov, info, data):
+    """Compile `data` as if it were `info`'s file."""
+    from unittest import mock
+
+    with mock.patch.object(ov, "_onnx_for", lambda model, precision: (data, False)):
+        return ov._compile(info, (8, 8), ov.OvOptions())
+
+
+def test_compiled_models_are_shared_and_freed_with_their_graphs(core, random2):
+    from vs_espcn.backends import ov
+
+    gc.collect()
+    before = len(ov._compiled)
+    clip = noise_clip(vs.GRAY8, 24, 16, length=1)
+    a = graph.upscale(clip, model=str(random2), backend="ov", precision="fp32", num_streams=3)
+    b = graph.upscale(clip, model=str(random2), backend="ov", precision="fp32", num_streams=3)
+    assert np.array_equal(plane(a), plane(b))
+    assert len(ov._compiled) == before + 1  # one compiled model for both graphs
+    del a, b
+    gc.collect()
+    assert len(ov._compiled) == before
