@@ -40,6 +40,7 @@ class TrainConfig:
     extra: tuple[str, ...] = ()       # training-only folders: never drawn into the hold-out; copies of a
                                       # validation image (same pixels) are skipped
     extra_share: float = 0.0          # share of patches drawn from `extra` (0: by area, like the rest)
+    qat: tuple[int, ...] = ()         # conv layers trained with int8 fake quantization (trainer.quant), e.g. 1
 
     def __post_init__(self) -> None:
         """Reject bad values before any data is loaded."""
@@ -105,7 +106,7 @@ class TrainConfig:
         d = dict(d)
         for f in fields(cls):
             if f.name in d and "tuple" in str(f.type):
-                d[f.name] = tuple(int(x) if f.name == "channels" else x for x in _as_list(d[f.name]))
+                d[f.name] = tuple(int(x) if f.name in ("channels", "qat") else x for x in _as_list(d[f.name]))
         return cls(**d)
 
     def to_dict(self) -> dict:

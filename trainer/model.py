@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .data import run_bordered
+from .quant import quant_conv
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "prelu": nn.PReLU}
 
@@ -23,6 +24,7 @@ class ESPCNConfig:
     kernels: tuple[int, ...] = (5, 3, 3)
     activation: str = "tanh"
     in_channels: int = 1
+    quant: tuple[int, ...] = ()  # conv layers that run int8 (trainer.quant), e.g. (1,) for the 64->32 layer
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4):
@@ -33,6 +35,8 @@ class ESPCNConfig:
             raise ValueError("ESPCN here works on luma only: in_channels must be 1")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        if any(not 0 <= q < len(self.kernels) for q in self.quant):
+            raise ValueError(f"quant layers must be conv indices 0..{len(self.kernels) - 1}, got {self.quant}")
 
     @property
     def radius(self) -> int:
@@ -47,6 +51,7 @@ class ESPCNConfig:
         d = dict(d)
         d["channels"] = tuple(d["channels"])
         d["kernels"] = tuple(d["kernels"])
+        d["quant"] = tuple(int(q) for q in d.get("quant", ()))
         return cls(**d)
 
 
@@ -59,7 +64,9 @@ class ESPCN(nn.Module):
         widths = (cfg.in_channels, *cfg.channels, cfg.in_channels * cfg.scale**2)
         layers: list[nn.Module] = []
         for i, k in enumerate(cfg.kernels):
-            layers.append(nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2))
+            conv = quant_conv(i, widths[i], widths[i + 1], k, padding=k // 2) if i in cfg.quant else \
+                nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2)
+            layers.append(conv)
             if i < len(cfg.kernels) - 1:
                 act = ACTIVATIONS[cfg.activation]
                 layers.append(act(widths[i + 1]) if cfg.activation == "prelu" else act())

@@ -182,7 +182,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_data(cfg)
     extra_paths = extra_images(cfg.extra, val_paths)
-    net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
+    net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation, quant=cfg.qat))
     sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed,
                            context=net.cfg.radius if cfg.context else 0,
                            extra=load_pairs("", cfg.scale, extra_paths), extra_share=cfg.extra_share)

@@ -66,12 +66,15 @@ def centre(model_bytes: bytes) -> bytes | None:
     first = readers[0]
     if feeder is None or feeder.op_type != "Conv" or len(consumers) != 1 or feeder is first:
         return None
-    if first.input[1] not in inits or feeder.input[1] not in inits:
+    # the first conv's weights must be plain (their sum moves into the bias); the last conv only needs a
+    # bias, so its weights may be int8 (QDQ)
+    has_bias = len(feeder.input) > 2 and feeder.input[2] in inits
+    if first.input[1] not in inits or not (has_bias or feeder.input[1] in inits):
         return None
     from onnx import numpy_helper
 
     w0 = numpy_helper.to_array(inits[first.input[1]]).astype(np.float64)
-    wl = numpy_helper.to_array(inits[feeder.input[1]])
+    out_channels = 0 if has_bias else numpy_helper.to_array(inits[feeder.input[1]]).shape[0]
     _shift(_conv_bias(first, graph, inits, w0.shape[0]), SHIFT * w0.sum(axis=(1, 2, 3)))
-    _shift(_conv_bias(feeder, graph, _initializers(graph), wl.shape[0]), np.float64(-SHIFT))
+    _shift(_conv_bias(feeder, graph, _initializers(graph), out_channels), np.float64(-SHIFT))
     return proto.SerializeToString()

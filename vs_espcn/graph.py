@@ -149,6 +149,9 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
                                                            static_shape=static_shape, clamp=clamp)
     prec = precision_arg(precision)
     info = models.resolve(model or "", scale)
+    if prec == "int8":
+        shipped = (model or "") in ("", "natural", "anime")
+        info = models.load(precision.int8_model(info.path, shipped))
     streams = num_streams or auto_streams(clip)
     plan = tile_plan(clip, info.radius, tile, overlap)
     options = backends.BackendOptions(

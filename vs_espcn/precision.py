@@ -17,8 +17,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # Measured quality budget of the reduced precisions against fp32 (dB of Y-PSNR on Set5 and Set14
 # through the plugin); tests/test_precision.py holds every shipped model to it.
 BUDGET_DB = 0.03
-# Backend kind -> precisions it can run. "int8" needs a quantized (QDQ) model, which none ships yet.
-SUPPORTED = {"trt": ("fp16", "fp32"), "ov": ("bf16", "fp32"), "ort": ("fp32",)}
+# Backend kind -> precisions it can run. "int8" runs a quantized (QDQ) model: the shipped model's int8
+# twin (`<name>_int8.onnx`, made by quantization-aware training) or a QDQ file given as `model`.
+SUPPORTED = {"trt": ("fp16", "fp32"), "ov": ("bf16", "fp32", "int8"), "ort": ("fp32",)}
+INT8_BUDGET_DB = 0.05  # what an int8 twin may lose against its fp32 model (tests/test_int8.py)
 # Instruction-set flags (any one suffices) that make a CPU precision worth running.
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
 
@@ -55,8 +57,6 @@ def check(precision: str) -> str:
 def unavailable(kind: str, precision: str) -> str | None:
     """Why backend `kind` cannot run explicit `precision` here, or None when it can."""
     if precision not in SUPPORTED[kind]:
-        if precision == "int8":
-            return "no int8 (QDQ) model is shipped or given; int8 needs a quantization-aware-trained model"
         return f"backend {kind!r} runs {' and '.join(SUPPORTED[kind])} only"
     if kind != "trt" and not cpu_can(precision):
         return (f"this CPU has no {precision} instructions (needs one of "
@@ -79,3 +79,25 @@ def resolve(kind: str, precision: str, *, fp16: bool = True) -> str:
         raise vs.Error(f'espcn.Upscale: precision="{precision}" is unavailable: {reason}; '
                        f'use precision="auto" or one of {", ".join(SUPPORTED[kind])}')
     return precision
+
+
+def is_quantized(path: Path) -> bool:
+    """Does the ONNX file hold QuantizeLinear nodes (a QDQ int8 model)?"""
+    import onnx
+
+    return any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def int8_model(path: Path, shipped: bool) -> Path:
+    """The file precision="int8" runs for `path`: a shipped model's `_int8` twin, or a given QDQ file."""
+    if shipped:
+        twin = path.with_name(f"{path.stem}_int8.onnx")
+        if not twin.is_file():
+            raise vs.Error(f'espcn.Upscale: precision="int8": no int8 twin of {path.name} is shipped '
+                           f"({twin.name} missing); reinstall vs-espcn or use precision=\"auto\"")
+        return twin
+    if not is_quantized(path):
+        raise vs.Error(f'espcn.Upscale: precision="int8" needs a quantized (QDQ) model, and {path.name} has no '
+                       "QuantizeLinear nodes; pass the int8 ONNX the trainer exports with --qat, or use "
+                       'precision="auto"')
+    return path

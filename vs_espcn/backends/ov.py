@@ -28,13 +28,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vs_espcn")
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def rest_precision(precision: str) -> str:
+    """The precision of the layers OpenVINO runs in float: an int8 model's unquantized layers run in bf16
+    where the CPU has it."""
+    from vs_espcn import precision as prec
+
+    if precision != "int8":
+        return precision
+    return "bf16" if prec.cpu_can("bf16") else "fp32"
 HINT = "pass an ONNX file exported by the trainer (opset 17, input 'lr' [N,1,H,W])"
 
 
 @dataclass(frozen=True, kw_only=True)
 class OvOptions:
     """`threads`: OpenVINO CPU threads in all (0 = OpenVINO's default, every core); `streams`: infer
-    requests that run at once (the frames in flight); `precision`: "fp32" or "bf16" (resolved)."""
+    requests that run at once (the frames in flight); `precision`: "fp32", "bf16" or "int8" (resolved;
+    int8 = a QDQ model whose other layers run in `rest_precision`)."""
 
     threads: int = 0
     streams: int = 1
@@ -50,6 +61,7 @@ class _Compiled:
 
 _compiled: "weakref.WeakValueDictionary[tuple, _Compiled]" = weakref.WeakValueDictionary()
 _lock = threading.Lock()
+_uncentred: set[str] = set()  # models already reported as not centrable (one warning per model)
 
 
 @functools.cache
@@ -71,7 +83,8 @@ def _onnx_for(model: "ModelInfo", precision: str) -> tuple[bytes, bool]:
     if precision == "fp32":
         return data, False
     centred_bytes = centered.centre(data)
-    if centred_bytes is None:
+    if centred_bytes is None and model.sha256 not in _uncentred:
+        _uncentred.add(model.sha256)
         log.warning("espcn.Upscale: %s is not ESPCN-shaped enough to centre; %s runs uncentred",
                     model.path.name, precision)
     return centred_bytes or data, centred_bytes is not None
@@ -81,8 +94,9 @@ def _compile(model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> 
     """Read, reshape to the static tile shape and compile for the CPU; errors become vs.Error."""
     from vs_espcn.backends import ov_capi
 
-    data, is_centred = _onnx_for(model, options.precision)
-    config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[options.precision],
+    rest = rest_precision(options.precision)
+    data, is_centred = _onnx_for(model, rest)
+    config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[rest],
               "NUM_STREAMS": str(int(options.streams)), "PERFORMANCE_HINT": "THROUGHPUT"}
     if options.threads:
         config["INFERENCE_NUM_THREADS"] = str(int(options.threads))

@@ -1,0 +1,79 @@
+"""Quantization-aware training: fake-quantized convs, their QDQ export (OpenVINO and ONNX Runtime load it
+and match torch), and a QAT run from an fp32 model starting at the post-training-quantized loss."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="trainer tests need torch (pip install .[train])")
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from test_trainer import _cfg, image_dir  # noqa: E402,F401 (fixture)
+from trainer import export as export_mod  # noqa: E402
+from trainer import quant  # noqa: E402
+from trainer import train as train_mod  # noqa: E402
+from trainer.model import ESPCN, ESPCNConfig, load_model  # noqa: E402
+
+
+def test_fake_quant_conv_rounds_like_int8():
+    """The QAT conv equals a float conv on uint8-rounded input and int8-rounded per-channel weights."""
+    torch.manual_seed(0)
+    conv = quant.quant_conv(1, 4, 3, 3, padding=1)
+    x = torch.rand(1, 4, 9, 9) * 2 - 1
+    s = conv.weight.detach().abs().amax(dim=(1, 2, 3)) / 127
+    wq = torch.round(conv.weight.detach() / s[:, None, None, None]) * s[:, None, None, None]
+    xq = (torch.round(x / (2 / 255)) .clamp(-128, 127)) * (2 / 255)
+    ref = torch.nn.functional.conv2d(xq, wq, conv.bias, padding=1)
+    assert torch.allclose(conv(x), ref, atol=1e-6)
+    assert not torch.allclose(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1), atol=1e-4)
+    assert quant.act_qparams(0) == (1 / 255, 0)  # 8-bit luma codes are exact
+
+
+def test_qat_export_is_qdq_and_runs_in_openvino_and_onnxruntime(image_dir, tmp_path):
+    ov = pytest.importorskip("openvino")
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1, 2)))
+    out = export_mod.export(str(ckpt), str(tmp_path / "q.onnx"))
+    model = onnx.load(out)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") == 2 and ops.count("DequantizeLinear") == 4
+    assert json.loads({p.key: p.value for p in model.metadata_props}["arch"])["quant"] == [1, 2]
+    x = np.random.default_rng(1).random((1, 1, 19, 23), dtype=np.float32)
+    ref = load_model(str(ckpt))(torch.from_numpy(x)).detach().numpy()
+    got_ort = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+    core = ov.Core()
+    got_ov = core.compile_model(core.read_model(str(out)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({0: x})[0]
+    assert np.abs(got_ort - ref).max() <= export_mod.QUANT_TOLERANCE
+    assert np.abs(got_ov - ref).max() <= export_mod.OV_TOLERANCE
+
+
+def test_export_refuses_an_int8_model_openvino_disagrees_with(image_dir, tmp_path, monkeypatch):
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1,)))
+    monkeypatch.setattr(export_mod, "openvino_parity_error", lambda net, model: 0.5)
+    with pytest.raises(SystemExit, match="OpenVINO int8 differs"):
+        export_mod.export(str(ckpt), str(tmp_path / "bad.onnx"))
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_qat_from_fp32_starts_at_the_ptq_loss_and_goes_down(image_dir, tmp_path):
+    """A --qat run initialised from an exported fp32 model begins as exactly the post-training-quantized
+    network (same weights, fake-quantized) and training lowers its loss."""
+    fp32 = train_mod.train(_cfg(image_dir, tmp_path, steps=150, lr=3e-3, ckpt_every=150, eval_every=150))
+    onnx_fp32 = export_mod.export(str(fp32), str(tmp_path / "fp32.onnx"))
+    ptq = ESPCN(ESPCNConfig(quant=(1, 2)))
+    ptq.load_state_dict(load_model(str(fp32)).state_dict())
+    start = ESPCN(ESPCNConfig(quant=(1, 2)))
+    train_mod.init_from(start, str(onnx_fp32))  # what the QAT run does first
+    lr, hr, w = train_mod.PatchSampler(train_mod.load_pairs(image_dir, 2), 2, 12, False, 5).batch(32)
+    x = torch.from_numpy(lr)
+
+    def loss(net: ESPCN) -> float:
+        with torch.no_grad():
+            return float(train_mod.loss_fn("l2", net(x), torch.from_numpy(hr), torch.from_numpy(w)))
+
+    assert torch.equal(start(x), ptq(x))
+    qat = train_mod.train(_cfg(image_dir, tmp_path, out=str(tmp_path / "qat"), steps=150, lr=1e-3, warmup=0,
+                               ckpt_every=150, eval_every=150, qat=(1, 2), init_from=str(onnx_fp32)))
+    assert loss(load_model(str(qat))) < loss(ptq)
