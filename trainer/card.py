@@ -1,6 +1,10 @@
 """The model card, rendered from the metadata inside the shipped ONNX files (one source of truth)."""
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import json
 from pathlib import Path
 

@@ -7,6 +7,10 @@ PyTorch output within 1e-5 on a random input; otherwise nothing is written.
 """
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import argparse
 import dataclasses
 import json

@@ -5,6 +5,10 @@ One checkpoint dict (model, optimizer, step, config, arch, sampler RNG, history)
 """
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import dataclasses
 import hashlib
 import json
