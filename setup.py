@@ -4,6 +4,11 @@ Everything declarative lives in pyproject.toml; this file only adds the C extens
 VapourSynth plugin, not a Python extension module, so it is named `libvsespcn.so` (no ABI suffix),
 placed at `vapoursynth/plugins/vs_espcn/` with a `manifest.vs` that lists it (the layout the
 vs-mlrt wheels use), and it does not link libpython (it finds Python at run time with dlsym).
+
+Because the shim depends on no Python ABI, the wheel is tagged `py3-none-<platform>`: one wheel serves
+every CPython >= 3.12. `make wheel` then retags the platform as manylinux_2_28 with auditwheel; for that
+the shim binds `dlsym` to its oldest symbol version (GLIBC_2.2.5) instead of the GLIBC_2.34 one that a
+new glibc links by default, and lists libdl.so.2 so that glibc < 2.34 (where dlsym lives there) finds it.
 """
 from __future__ import annotations
 
@@ -12,11 +17,14 @@ import os
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 
 PLUGIN_DIR = ("vapoursynth", "plugins", "vs_espcn")
 LIBRARY = "libvsespcn"
 MANIFEST = f"[VapourSynth Manifest V1]\n{LIBRARY}\n"
+# Force-included into the shim's compile: bind dlsym to the symbol version every x86-64 glibc has.
+OLD_DLSYM = '__asm__(".symver dlsym, dlsym@GLIBC_2.2.5");\n'
 
 
 def vapoursynth_include() -> str:
@@ -49,6 +57,14 @@ class BuildPlugin(build_ext):
         """The plugin exports VapourSynthPluginInit2, not PyInit_*."""
         return ["VapourSynthPluginInit2"]
 
+    def build_extension(self, ext: Extension) -> None:
+        """Compile with the old-dlsym header force-included (see the module docstring)."""
+        header = Path(self.build_temp, "espcn_old_dlsym.h")
+        header.parent.mkdir(parents=True, exist_ok=True)
+        header.write_text(OLD_DLSYM, encoding="ascii")
+        ext.extra_compile_args = [*ext.extra_compile_args, "-include", str(header)]
+        super().build_extension(ext)
+
     def run(self) -> None:
         """Build, then put manifest.vs beside the library (in build_lib and, for --inplace, here)."""
         super().run()
@@ -63,12 +79,21 @@ class BuildPlugin(build_ext):
         return super().get_outputs() + [os.path.join(self.build_lib, *PLUGIN_DIR, "manifest.vs")]
 
 
+class PurePythonAbiWheel(bdist_wheel):
+    """Tag the wheel `py3-none-<platform>`: the shim uses no Python ABI, so any CPython >= 3.12 fits."""
+
+    def get_tag(self) -> tuple[str, str, str]:
+        """(python, abi, platform) with the platform bdist_wheel found (e.g. linux_x86_64)."""
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
 shim = Extension(
     ".".join((*PLUGIN_DIR, LIBRARY)),
     sources=["vs_espcn/_shim/espcn_shim.c"],
     include_dirs=[vapoursynth_include()],
-    libraries=["dl"],
     extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
+    extra_link_args=["-Wl,--no-as-needed", "-l:libdl.so.2", "-Wl,--as-needed"],
 )
 
-setup(ext_modules=[shim], cmdclass={"build_ext": BuildPlugin})
+setup(ext_modules=[shim], cmdclass={"build_ext": BuildPlugin, "bdist_wheel": PurePythonAbiWheel})

@@ -54,9 +54,10 @@ def test_upscale_image_script(tmp_path):
 
 
 @pytest.mark.skipif(not VIDEO.exists(), reason=f"test clip not found at {VIDEO}")
-def test_vspipe_to_ffmpeg(tmp_path):
+@pytest.mark.parametrize("given", [True, False], ids=["FFMPEG-set", "ffmpeg-found-by-the-script"])
+def test_vspipe_to_ffmpeg(tmp_path, given):
     out = tmp_path / "out.mkv"
-    env = _env() | {"FFMPEG": _ffmpeg()}
+    env = _env() | {"FFMPEG": _ffmpeg()} if given else {k: v for k, v in _env().items() if k != "FFMPEG"}
     subprocess.run([str(REPO / "examples/vspipe_ffmpeg.sh"), str(VIDEO), str(out)], check=True, env=env,
                    timeout=600)
     raw = subprocess.run([_ffmpeg(), "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],

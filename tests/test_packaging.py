@@ -1,4 +1,6 @@
-"""Packaging: the installed distribution, the wheel layout, a light `import vs_espcn`, the demo command."""
+"""Packaging: the installed distribution, the wheel layout, a light `import vs_espcn`, the CLI's messages.
+
+tests/test_wheel.py installs the wheel into a fresh venv; this file checks the developer's install."""
 from __future__ import annotations
 
 import filecmp
@@ -59,9 +61,17 @@ def test_metadata_declares_python_deps_and_extras(dist):
     requires = dist.requires or []
     base = {r.split(">")[0].split("=")[0].split(";")[0].strip().lower() for r in requires if "extra ==" not in r}
     assert base == {"vapoursynth", "numpy", "onnx", "onnxruntime", "openvino", "platformdirs", "filelock"}
-    assert set(dist.metadata.get_all("Provides-Extra")) == {"train", "trt", "trt-rtx", "dev"}
-    dev = {r.split(">")[0].split(";")[0].strip().lower() for r in requires if 'extra == "dev"' in r}
-    assert {"pytest", "vapoursynth-mlrt-ort", "vapoursynth-mlrt-ov", "scikit-image", "torch", "tensorrt-rtx"} <= dev
+    assert set(dist.metadata.get_all("Provides-Extra")) == {"demo", "train", "trt", "trt-rtx", "dev"}
+    dev = _extra(requires, "dev")
+    assert {"pytest", "vapoursynth-mlrt-ort", "vapoursynth-mlrt-ov", "scikit-image", "torch", "tensorrt-rtx", "vsjetpack"} <= dev
+    # the demo's set is small (no torch, no TensorRT) and the dev set contains it
+    assert _extra(requires, "demo") == {"pillow", "scikit-image"} and _extra(requires, "demo") <= dev
+
+
+def _extra(requires: list[str], name: str) -> set[str]:
+    """The project names an extra adds (version specifiers and markers dropped)."""
+    return {r.split(">")[0].split("=")[0].split(";")[0].strip().lower() for r in requires
+            if f'extra == "{name}"' in r}
 
 
 def _source_version() -> str:
@@ -77,13 +87,13 @@ def test_wheel_layout(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     (wheel,) = tmp_path.glob("vs_espcn-*.whl")
+    assert wheel.name.endswith("-py3-none-linux_x86_64.whl")  # any CPython; `make wheel` retags manylinux
     names = set(zipfile.ZipFile(wheel).namelist())
     assert set(PLUGIN_FILES) <= names
     assert zipfile.ZipFile(wheel).read(PLUGIN_FILES[1]).decode() == MANIFEST
     assert "vapoursynth/__init__.py" not in names  # we add files to VapourSynth's folder, never replace it
     assert {"vs_espcn/__init__.py", "vs_espcn/_entry.py", "vs_espcn/demo.py"} <= names
-    if (REPO / "trainer" / "__init__.py").is_file():
-        assert "trainer/__init__.py" in names
+    assert not [n for n in names if n.startswith("trainer/")]  # the trainer runs from the repository only
     for data in [*(REPO / "vs_espcn" / "models").glob("*.onnx"), *(REPO / "vs_espcn" / "models").glob("*.md")]:
         assert f"vs_espcn/models/{data.name}" in names
     assert not [n for n in names if n.endswith((".pt", ".engine"))]
@@ -135,3 +145,51 @@ def test_ci_runs_exactly_make_test():
     assert os.access(script, os.X_OK)
     commands = [li.strip() for li in script.read_text().splitlines() if li.strip() and not li.startswith("#")]
     assert commands[-1] == "make test"
+
+
+def _cli(*args: str, pre: str = "", module: str = "vs_espcn") -> subprocess.CompletedProcess:
+    """`python -m <module> args` from the source tree, after `pre` (e.g. hiding a package)."""
+    code = (f"import runpy, sys\n{pre}\nsys.argv = ['-m', *{list(args)!r}]\n"
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=_user_env() | {"PYTHONPATH": str(REPO)})
+
+
+def test_unknown_command_is_named_before_the_usage():
+    res = _cli("foo")
+    assert res.returncode == 2 and res.stdout == ""
+    first, second = res.stderr.splitlines()[:2]
+    assert "unknown command 'foo'" in first and second.startswith("usage: python -m vs_espcn")
+    assert _cli("--help").returncode == 0 and "unknown" not in _cli("--help").stderr
+
+
+def test_bench_gpu_help_names_the_command_and_says_a_whole_sentence():
+    res = _cli("bench-gpu", "--help")
+    assert res.returncode == 0
+    assert res.stdout.startswith("usage: python -m vs_espcn bench-gpu")
+    description = " ".join(res.stdout.split("\n\n")[1].split())
+    assert description.endswith(".") and "TensorRT" in description
+
+
+@pytest.mark.parametrize("hidden,named", [(["PIL"], "pillow"), (["skimage"], "scikit-image"),
+                                          (["PIL", "skimage"], "pillow scikit-image")])
+def test_demo_without_its_packages_says_what_to_pip_install(hidden, named):
+    res = _cli("demo", pre="; ".join(f"sys.modules[{h!r}] = None" for h in hidden))
+    assert res.returncode == 1 and res.stdout == ""
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert f"pip install {named}" in res.stderr and ".[dev]" not in res.stderr
+
+
+def test_a_command_missing_an_optional_package_is_one_sentence():
+    # bench-gpu imports nothing optional itself; hide numpy so its clip cannot be made
+    res = _cli("bench-gpu", "--only", "ort", "--frames", "1", pre="sys.modules['numpy'] = None")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].endswith("pip install numpy")
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "export", "release", "card"])
+def test_trainer_without_torch_is_one_sentence(command):
+    res = _cli("--help", pre="sys.modules['torch'] = None", module=f"trainer.{command}")
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.strip() == (f"python -m trainer.{command} needs torch, which is not installed; "
+                                  "install with: pip install torch")

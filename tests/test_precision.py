@@ -42,8 +42,10 @@ def test_explicit_precision_the_hardware_lacks_is_an_error(flags):
         precision.resolve("ov", "bf16")
     with pytest.raises(vs.Error, match=r"backend 'ort' runs fp32 only"):
         precision.resolve("ort", "bf16")
-    with pytest.raises(vs.Error, match=r"int8 needs a quantization-aware-trained model"):
+    with pytest.raises(vs.Error, match=r"this CPU has no int8 instructions \(needs one of avx512_vnni"):
         precision.resolve("ov", "int8")
+    with pytest.raises(vs.Error, match=r"backend 'ort' runs fp32 only"):
+        precision.resolve("ort", "int8")
     with pytest.raises(vs.Error, match=r"backend 'trt' runs fp16 and fp32 only"):
         precision.resolve("trt", "bf16")
     with pytest.raises(vs.Error, match=r'unknown precision .*"auto", "fp32", "bf16", "fp16", "int8"'):

@@ -1,6 +1,10 @@
 """The model card, rendered from the metadata inside the shipped ONNX files (one source of truth)."""
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import json
 from pathlib import Path
 
@@ -88,9 +92,23 @@ def _hours(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h" if seconds else "not recorded"
 
 
+HISTORY = "## Training history"  # a hand-written last section of the card, kept verbatim by --write
+
+
+def kept_history(models_dir: Path) -> str:
+    """The card's hand-written "Training history" section (from its heading to the end), or "".
+
+    Everything above it is rendered from the ONNX metadata; the history (the phases tried and what each
+    gave, numbers of their time) exists in no file's metadata, so a rewrite keeps it as it is."""
+    card = models_dir / CARD_NAME
+    text = card.read_text() if card.is_file() else ""
+    at = text.find("\n" + HISTORY + "\n")
+    return text[at:] if at >= 0 else ""
+
+
 def render_card(models_dir: Path) -> str:
-    """The card for every `*.onnx` in `models_dir`."""
-    return "\n".join([HEADER] + [describe(p) for p in sorted(models_dir.glob("*.onnx"))])
+    """The card for every `*.onnx` in `models_dir`, then its kept Training history section."""
+    return "\n".join([HEADER] + [describe(p) for p in sorted(models_dir.glob("*.onnx"))]) + kept_history(models_dir)
 
 
 def write_card(models_dir: Path, out: Path) -> None:

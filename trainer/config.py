@@ -41,6 +41,8 @@ class TrainConfig:
                                       # validation image (same pixels) are skipped
     extra_share: float = 0.0          # share of patches drawn from `extra` (0: by area, like the rest)
     qat: tuple[int, ...] = ()         # conv layers trained with int8 fake quantization (trainer.quant), e.g. 1
+    distill: bool = False             # learn the --init_from network's output, not the HR pictures (for --qat:
+                                      # the int8 net mimics its fp32 parent, so it cannot drift off it)
 
     def __post_init__(self) -> None:
         """Reject bad values before any data is loaded."""
@@ -54,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"extra_share must be in [0, 1), got {self.extra_share}")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0, got {self.holdout}")
+        if self.distill and not self.init_from:
+            raise ValueError("distill needs init_from (the network whose output is learnt)")
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> tuple["TrainConfig", bool]:

@@ -5,6 +5,10 @@ Per image and mean Y-PSNR / SSIM of the model next to bicubic and Lanczos upscal
 """
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import argparse
 import json
 import sys

@@ -12,6 +12,10 @@ stay byte for byte.
 """
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import argparse
 import json
 import sys

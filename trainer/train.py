@@ -5,6 +5,10 @@ One checkpoint dict (model, optimizer, step, config, arch, sampler RNG, history)
 """
 from __future__ import annotations
 
+from ._deps import require
+
+require(__name__)  # one sentence, not a traceback, when torch & co. are missing
+
 import dataclasses
 import hashlib
 import json
@@ -120,6 +124,13 @@ def init_from(net: ESPCN, path: str) -> None:
     print(f"init from {path}: {len(same)}/{len(own)} tensors", file=sys.stderr)
 
 
+def teacher_for(cfg: TrainConfig) -> ESPCN:
+    """The float network `--distill` learns from: the --init_from weights, unquantized, frozen."""
+    teacher = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
+    init_from(teacher, cfg.init_from)
+    return teacher.eval().requires_grad_(False)
+
+
 def parent_training(path: str) -> dict | None:
     """The `training` metadata of the ONNX a run continues from, so the model card keeps the lineage."""
     if not path.endswith(".onnx"):
@@ -202,6 +213,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         init_from(net, cfg.init_from)
         history["parent"] = parent_training(cfg.init_from)
     history.setdefault("commands", []).append(command or f"train({cfg})")
+    teacher = teacher_for(cfg) if cfg.distill else None
     net.train()
     bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, mininterval=2)
     run_loss, t0 = 0.0, time.time()
@@ -211,6 +223,9 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         lr_np, hr_np, w_np = sampler.batch(cfg.batch)
         sr = net(torch.from_numpy(lr_np))
         hr, weight = torch.from_numpy(hr_np), torch.from_numpy(w_np)
+        if teacher is not None:
+            with torch.no_grad():
+                hr = teacher(torch.from_numpy(lr_np))
         loss = loss_fn(cfg.loss, sr, hr, weight)
         if not torch.isfinite(loss):
             raise SystemExit(f"loss is {loss.item()} at step {step}: stopping without saving "

@@ -1,4 +1,4 @@
-"""`python -m vs_espcn.bench_gpu`: frames/s of Upscale x2 on a 1920x1080 clip (-> 3840x2160) with
+"""`python -m vs_espcn bench-gpu`: frames/s of Upscale x2 on a 1920x1080 clip (-> 3840x2160) with
 TensorRT fp16, TensorRT fp32 and ONNX Runtime, side by side.
 
 Engine builds and the first frames are excluded (warm-up); frames are requested the way vspipe
@@ -56,6 +56,10 @@ def run(width: int, height: int, scale: int, model: str, frames: int, warmup: in
     return results
 
 
+DESCRIPTION = ("Frames/s of Upscale on a synthetic clip (default x2, 1920x1080 -> 3840x2160) with TensorRT fp16 "
+               "(1 and 2 streams), TensorRT fp32 and ONNX Runtime on the CPU, after a warm-up; a backend "
+               "that cannot run here is listed with the reason.")
+
 CONFIGS = [
     ("trt fp16", "trt", {"fp16": True}),
     ("trt fp16 2 streams", "trt", {"fp16": True, "num_streams": 2}),
@@ -66,7 +70,7 @@ CONFIGS = [
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run every config, print one line each."""
-    p = argparse.ArgumentParser(prog="python -m vs_espcn.bench_gpu", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m vs_espcn bench-gpu", description=DESCRIPTION)
     p.add_argument("--width", type=int, default=1920)
     p.add_argument("--height", type=int, default=1080)
     p.add_argument("--scale", type=int, default=2)

@@ -5,10 +5,14 @@ with Catmull-Rom (the trainer's protocol), converted to YUV420P8 (BT.601 matrix)
 autoloaded `espcn` namespace, and compared with Catmull-Rom bicubic on BT.601 Y (PSNR, border of
 `scale` pixels shaved). Writes `<out>/demo_x<scale>.png` (the ESPCN result) and
 `<out>/demo_compare.png` (crop: bicubic | ESPCN | original). Reports go to stderr, never stdout.
+
+Beyond the runtime it needs pillow and scikit-image (the `demo` extra); without them it says which to
+`pip install` in one sentence and exits 1.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -23,8 +27,21 @@ CROP = (176, 48, 160, 160)  # x, y, w, h of the comparison crop (the astronaut's
 ZOOM = 2  # nearest-neighbour enlargement of the crop panels so the difference is visible
 
 
+# What the demo imports beyond the runtime: import name -> pip package (the `demo` extra).
+DEMO_PACKAGES = {"PIL": "pillow", "skimage": "scikit-image"}
+
+
 class DemoError(Exception):
     """A condition the user can fix; its message is printed instead of a traceback."""
+
+
+def check_packages() -> None:
+    """Raise DemoError naming the pip packages to install when any of DEMO_PACKAGES is missing."""
+    missing = [pip for name, pip in DEMO_PACKAGES.items() if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DemoError(f"needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                        f"installed; install {'it' if len(missing) == 1 else 'them'} with: "
+                        f"pip install {' '.join(missing)}")
 
 
 def check_model(model: str, scale: int) -> str:
@@ -45,10 +62,8 @@ def check_model(model: str, scale: int) -> str:
 
 def sample_photo(scale: int) -> np.ndarray:
     """scikit-image's astronaut photo (RGB uint8), cropped to a multiple of `scale`."""
-    try:
-        from skimage import data
-    except ImportError as exc:
-        raise DemoError("the demo needs scikit-image for its sample photo: pip install '.[dev]'") from exc
+    from skimage import data
+
     photo = data.astronaut()
     h, w = (photo.shape[0] // scale) * scale, (photo.shape[1] // scale) * scale
     return np.ascontiguousarray(photo[:h, :w, :3])
@@ -124,11 +139,10 @@ def comparison(bicubic: np.ndarray, espcn: np.ndarray, original: np.ndarray, sca
 
 def run(scale: int, model: str, out_dir: Path) -> dict[str, float]:
     """The whole demo; returns the two Y-PSNRs."""
-    try:
-        import vapoursynth as vs
-        from PIL import Image
-    except ImportError as exc:
-        raise DemoError(f"the demo needs vapoursynth and pillow: pip install '.[dev]' ({exc})") from exc
+    check_packages()
+    import vapoursynth as vs
+    from PIL import Image
+
     core = vs.core
     if not hasattr(core, "espcn"):
         raise DemoError("the espcn plugin is not autoloaded: install the package non-editable "
