@@ -64,8 +64,8 @@ def test_file_at_the_limit_is_read_and_one_byte_more_is_not(tmp_path, monkeypatc
         models.load(grows)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dir", "devnull"])
-def test_non_regular_file_is_refused_before_reading(tmp_path, kind):
+@pytest.mark.parametrize("kind,shown", [("fifo", "a pipe"), ("dir", "a directory"), ("devnull", "a device")])
+def test_non_regular_file_is_refused_before_reading(tmp_path, kind, shown):
     if kind == "fifo":
         path = tmp_path / "m.onnx"
         os.mkfifo(path)  # reading it would block forever
@@ -74,7 +74,7 @@ def test_non_regular_file_is_refused_before_reading(tmp_path, kind):
         path.mkdir()
     else:
         path = Path(os.devnull)
-    with pytest.raises(vs.Error, match=r"^espcn\.Upscale: model path .* is not a regular file; "):
+    with pytest.raises(vs.Error, match=rf"^espcn\.Upscale: model path .* is not a file \({shown}\); "):
         models.resolve(str(path), None)
 
 

@@ -209,7 +209,9 @@ def load(path: str | bytes | os.PathLike) -> ModelInfo:
         raise _error(f"model file {name!r} not found",
                      'use model="" / "natural" / "anime" or a path to an ONNX file') from None
     if not stat.S_ISREG(st.st_mode):
-        raise _error(f"model path {name!r} is not a regular file", "pass a path to an ONNX file")
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a pipe" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise _error(f"model path {name!r} is not a file ({kind})", "pass a path to an ONNX file")
     if st.st_size > MAX_MODEL_MIB * 2**20:
         raise _too_large(repr(name), st.st_size)
     key = (str(p), st.st_mtime_ns, st.st_size)
