@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import threading
 
 import pytest
 import vapoursynth as vs
@@ -138,6 +139,30 @@ def test_read_only_cache_without_the_engine_says_so(tmp_path, read_only):
     with pytest.raises(CacheDirError, match=r"cannot build the missing TensorRT engine in cache_dir .*"
                                             r"Read-only file system.*engines build"):
         cache.get_or_build(make_key(opt_level=2), lambda: pytest.fail("must not build"))
+
+
+def test_lock_timeout_is_not_reported_as_a_cache_dir_problem(tmp_path, monkeypatch):
+    import filelock
+
+    cache, key = EngineCache(tmp_path), make_key()
+    real_lock = EngineCache.lock
+    monkeypatch.setattr(EngineCache, "lock", lambda self, k, timeout=0.2: real_lock(self, k, timeout))
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with real_lock(cache, key):
+            held.set()
+            done.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        with pytest.raises(filelock.Timeout):
+            cache.get_or_build(key, lambda: pytest.fail("must not build"))
+    finally:
+        done.set()
+        t.join()
 
 
 def test_read_only_cache_serves_the_trt_backend(fake_backend_env, read_only, caplog):  # noqa: F811

@@ -243,9 +243,13 @@ class EngineCache:
         data, _ = self.check(key)  # only a complete, matching engine is taken here; the rest is decided locked
         if data is not None:
             return self.engine_path(key), data, False
+        import filelock
+
         try:
             lock = self.lock(key)
             lock.acquire()
+        except filelock.Timeout:  # a TimeoutError, so an OSError too: another build holds it, not the directory
+            raise
         except OSError as e:
             raise CacheDirError(e.errno, f"cannot build the missing TensorRT engine in cache_dir "
                                 f"{str(self.directory)!r} ({e.strerror or e}); pass a writable cache_dir, or "
