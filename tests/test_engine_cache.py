@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vs_espcn import engine_cache
+from vs_espcn.backends.trt import timing_cache_path
 from vs_espcn.engine_cache import EngineCache, EngineKey, atomic_write, cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,10 +127,11 @@ def test_entries_and_clear(tmp_path):
     with cache.lock(key):  # leaves a .lock file behind
         pass
     d = tmp_path / "c"
-    (d / "timing-x.cache").write_bytes(b"t")
+    timing = timing_cache_path(cache, key).name  # the name the TensorRT builder's timing cache gets
+    (d / timing).write_bytes(b"t")
     cache.engine_path(key).with_suffix(".rtcache").write_bytes(b"r")
     (d / f".{key.filename()}.abc_123.tmp").write_bytes(b"half")  # a killed writer's temp file
-    (d / ".timing-x.cache.q1w2.tmp").write_bytes(b"half")
+    (d / f".{timing}.q1w2.tmp").write_bytes(b"half")
     (d / "keep.txt").write_text("not ours")
     (d / ".keep.txt.x1.tmp").write_text("not ours either")
     entries = cache.entries()

@@ -13,6 +13,7 @@ COMMANDS = {
     "bench": ("vs_espcn.bench", "frames/s of Upscale vs vs-mlrt ORT and resize.Lanczos"),
     "bench-gpu": ("vs_espcn.bench_gpu", "frames/s of TensorRT fp16/fp32 vs ORT at 1080p -> 2160p (NVIDIA GPU)"),
     "engines": ("vs_espcn.engines_cli", "build | list | clear the TensorRT engine cache"),
+    "soak": ("vs_espcn.soak", "RSS every N frames over a long Upscale run (memory growth check)"),
 }
 
 # Import name -> the name pip installs it under, where the two differ.

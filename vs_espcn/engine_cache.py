@@ -7,13 +7,17 @@ size and sha256. A file whose sidecar is missing, differs from the wanted key or
 the engine bytes (truncated, corrupt, half-written by a killed process) is deleted and rebuilt
 with a warning. Writes go to a temp file in the same directory and are renamed into place, and
 builds of one key are serialized with a `filelock` lock, so two vspipe processes starting at once
-leave one valid engine (the second one waits and then loads it). `clear` deletes each engine's
-files under that same lock, and a file that disappears between the existence check and the read
-is treated as missing (rebuilt), not as an error.
+leave one valid engine (the second one waits and then loads it). A valid engine is read without
+the lock (the lock file is only created to build), so a cache prebuilt and then shipped read-only
+(containers, network drives, CI images) serves. `clear` deletes only files this cache wrote (names
+matching `OWNED`: engines, their sidecars, locks and runtime caches, timing caches, and temp files
+of them), each engine's under that same lock, and reports the rest; a file that disappears between
+the existence check and the read is treated as missing (rebuilt), not as an error.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -34,7 +38,18 @@ ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
 LOCK_SUFFIX = ".lock"
 TMP_SUFFIX = ".tmp"
-OUR_SUFFIXES = (ENGINE_SUFFIX, SIDECAR_SUFFIX, LOCK_SUFFIX, ".cache", ".rtcache")  # + temp files of them
+RTCACHE_SUFFIX = ".rtcache"  # TensorRT-RTX runtime cache, beside its engine (backends/trt.py)
+KEYED_SUFFIXES = (ENGINE_SUFFIX, SIDECAR_SUFFIX, LOCK_SUFFIX, RTCACHE_SUFFIX)
+PACKAGES = ("tensorrt", "tensorrt_rtx")  # EngineKey.trt_package
+# The names this cache writes, and nothing else (`clear` deletes only these):
+#  - `EngineKey.filename()` stems (model-xS-shape-static|dyn-fp16|fp32-package-16hex) + KEYED_SUFFIXES;
+#  - `timing-<package>-<slug>.cache`, the timing cache of backends/trt.timing_cache_path;
+#  - `atomic_write` temp files `.<one of those>.<random>.tmp` left by a killed writer.
+_SHAPE = r"\d+(?:x\d+)*"
+ENGINE_STEM = re.compile(rf"[A-Za-z0-9_.-]{{1,40}}-x\d+-{_SHAPE}(?:-{_SHAPE})?-(?:static|dyn)-fp(?:16|32)-"
+                         rf"(?:{'|'.join(PACKAGES)})-[0-9a-f]{{16}}")
+TIMING_NAME = re.compile(rf"timing-(?:{'|'.join(PACKAGES)})-[A-Za-z0-9_.-]+\.cache")
+TMP_NAME = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
 CLEAR_LOCK_TIMEOUT_S = 5.0  # `engines clear` skips an engine whose build holds the lock longer
 LOCK_TIMEOUT_S = 3600.0  # a build can take minutes; a stuck lock holder beyond an hour is an error
 
@@ -101,7 +116,7 @@ class EngineKey:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see either the old file or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; cache files are not secret
         with os.fdopen(fd, "wb") as f:
@@ -123,13 +138,26 @@ def _file_lock(path: Path, timeout: float):
     return filelock.FileLock(str(path), timeout=timeout)
 
 
-def _owner_name(path: Path) -> str:
-    """The cache file a path belongs to: itself, or for an `atomic_write` temp file
-    (`.<name>.<random>.tmp`) the file it was going to become."""
-    name = path.name
-    if name.startswith(".") and name.endswith(TMP_SUFFIX):
-        return name[1:-len(TMP_SUFFIX)].rsplit(".", 1)[0]
-    return name
+def owned(name: str) -> tuple[str, str] | None:
+    """(group, suffix) when a file called `name` is one this cache writes, else None. `group` is the
+    engine stem its keyed files share (or the timing cache's own name); a temp file of
+    `atomic_write` belongs to the file it was going to become."""
+    m = TMP_NAME.fullmatch(name)
+    target = m["name"] if m else name
+    if TIMING_NAME.fullmatch(target):
+        return target, ".cache"
+    stem, dot, suffix = target.rpartition(".")
+    if dot and "." + suffix in KEYED_SUFFIXES and ENGINE_STEM.fullmatch(stem):
+        return stem, "." + suffix
+    return None
+
+
+class CacheDirError(OSError):
+    """The cache directory cannot be used: it is a file, unreadable, or read-only where an engine
+    must be built. The text is the `<problem>; <what is supported>` part of the user's error."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def _sha256(data: bytes) -> str:
@@ -200,22 +228,63 @@ class EngineCache:
         atomic_write(self.sidecar_path(key), json.dumps(meta, indent=1).encode())
         return path
 
+    def _check_dir(self) -> None:
+        """Raise CacheDirError when the cache path exists but is not a directory."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise CacheDirError(errno.ENOTDIR, f"cache_dir {str(self.directory)!r} is a file; pass a directory "
+                                "(created when missing) or leave cache_dir empty for the user cache")
+
     def get_or_build(self, key: EngineKey, build: Callable[[], bytes]) -> tuple[Path, bytes, bool]:
-        """Return (path, engine bytes, built_now). Under the key's lock: load a valid engine, or
-        call `build()` and store its result. A second process waits for the first one's build."""
-        with self.lock(key):
+        """Return (path, engine bytes, built_now). A valid engine is returned without taking the
+        lock (nothing is written, so a read-only cache serves); otherwise, under the key's lock:
+        load a valid engine (another process may have built it meanwhile), or discard an invalid
+        one, call `build()` and store its result. A second process waits for the first one's build."""
+        self._check_dir()
+        data, _ = self.check(key)  # only a complete, matching engine is taken here; the rest is decided locked
+        if data is not None:
+            return self.engine_path(key), data, False
+        import filelock
+
+        try:
+            lock = self.lock(key)
+            lock.acquire()
+        except filelock.Timeout:  # a TimeoutError, so an OSError too: another build holds it, not the directory
+            raise
+        except OSError as e:
+            raise CacheDirError(e.errno, f"cannot build the missing TensorRT engine in cache_dir "
+                                f"{str(self.directory)!r} ({e.strerror or e}); pass a writable cache_dir, or "
+                                "prebuild the engine there with `python -m vs_espcn engines build`") from e
+        try:
             data = self.load(key)
             if data is not None:
                 return self.engine_path(key), data, False
             data = build()
             return self.store(key, data), data, True
+        finally:
+            lock.release()
+
+    def _names(self) -> list[str]:
+        """Names in the cache directory ([] when it does not exist). Raises CacheDirError when the
+        path is a file or cannot be read, so `engines list` never reports an unreadable directory
+        as empty."""
+        self._check_dir()
+        try:
+            with os.scandir(self.directory) as it:
+                return sorted(e.name for e in it)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise CacheDirError(e.errno, f"cannot read engine cache directory {str(self.directory)!r} "
+                                f"({e.strerror or e}); make it readable or pass another cache_dir") from e
 
     def entries(self) -> list[dict]:
-        """One dict per cached engine: path, size, and the recorded key (None if unreadable)."""
-        if not self.directory.is_dir():
-            return []
+        """One dict per cached engine (files this cache wrote; a user's own `.engine` is not
+        listed): path, size, and the recorded key (None if unreadable)."""
         out = []
-        for path in sorted(self.directory.glob(f"*{ENGINE_SUFFIX}")):
+        for name in self._names():
+            if owned(name) is None or not name.endswith(ENGINE_SUFFIX) or name.startswith("."):
+                continue
+            path = self.directory / name
             try:
                 size = path.stat().st_size
             except FileNotFoundError:  # deleted meanwhile by another process
@@ -227,36 +296,40 @@ class EngineCache:
             out.append({"path": path, "size": size, "key": meta.get("key")})
         return out
 
-    def _files_by_stem(self) -> dict[str, list[Path]]:
-        """Our files here grouped by stem (an engine with its sidecar, runtime cache, lock and
-        temp files share one); other files are left out."""
+    def _files_by_group(self) -> dict[str, list[Path]]:
+        """This cache's files here, grouped (an engine with its sidecar, runtime cache, lock and
+        temp files share one group; a timing cache and its temp files another). Anything else,
+        including sub-folders and links, is left out."""
         groups: dict[str, list[Path]] = {}
-        for path in self.directory.iterdir():
-            owner = Path(_owner_name(path))
-            if owner.suffix in OUR_SUFFIXES and path.is_file():
-                groups.setdefault(owner.stem, []).append(path)
+        for name in self._names():
+            hit, path = owned(name), self.directory / name
+            if hit is not None and path.is_file() and not path.is_symlink():
+                groups.setdefault(hit[0], []).append(path)
         return groups
 
+    def foreign(self) -> list[str]:
+        """Names in the cache directory that this cache did not write (what `clear` leaves)."""
+        return [n + ("/" if (self.directory / n).is_dir() else "") for n in self._names()
+                if owned(n) is None or (self.directory / n).is_symlink() or not (self.directory / n).is_file()]
+
     def clear(self, lock_timeout: float = CLEAR_LOCK_TIMEOUT_S) -> int:
-        """Delete every engine, sidecar, lock, temp file and timing cache here; returns the
-        number of engines deleted. Each engine's files are deleted under its build lock, so a
-        concurrent build or load never sees half of them; an engine whose lock stays taken for
-        `lock_timeout` s (being built right now) is skipped with a warning."""
+        """Delete this cache's own files (see `owned`): engines, sidecars, locks, runtime and timing
+        caches, temp files; returns the number of engines deleted. Any other file stays (see
+        `foreign`). Each engine's files are deleted under its build lock, so a concurrent build or
+        load never sees half of them; an engine whose lock stays taken for `lock_timeout` s (being
+        built right now) is skipped with a warning."""
         import filelock
 
-        if not self.directory.is_dir():
-            return 0
         n = 0
-        for stem, paths in sorted(self._files_by_stem().items()):
-            keyed = any(Path(_owner_name(p)).suffix in (ENGINE_SUFFIX, SIDECAR_SUFFIX, LOCK_SUFFIX) for p in paths)
-            if not keyed:  # timing caches: written atomically, no lock to take
+        for group, paths in sorted(self._files_by_group().items()):
+            if TIMING_NAME.fullmatch(group):  # timing caches: written atomically, no lock to take
                 n += _delete(paths)
                 continue
             try:
-                with _file_lock(self.directory / f"{stem}{LOCK_SUFFIX}", lock_timeout):
-                    n += _delete(self._files_by_stem().get(stem, []))  # as they are now, lock file included
+                with _file_lock(self.directory / f"{group}{LOCK_SUFFIX}", lock_timeout):
+                    n += _delete(self._files_by_group().get(group, []))  # as they are now, lock file included
             except filelock.Timeout:
-                log.warning("espcn: skipped %s (locked: another process is building it)", stem)
+                log.warning("espcn: skipped %s (locked: another process is building it)", group)
         return n
 
 
@@ -267,7 +340,7 @@ def _delete(paths: list[Path]) -> int:
     for path in sorted(paths, key=lambda p: p.suffix == LOCK_SUFFIX):
         try:
             path.unlink()
-            n += path.suffix == ENGINE_SUFFIX
+            n += path.name.endswith(ENGINE_SUFFIX) and not path.name.startswith(".")
         except FileNotFoundError:
             pass
         except OSError as e:  # e.g. Windows refuses to delete an open lock file

@@ -14,6 +14,7 @@ import sys
 from types import SimpleNamespace
 
 log = logging.getLogger("vs_espcn")
+FOREIGN_SHOWN = 20  # `clear` names at most this many of the files it leaves
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--tilesize", type=int, nargs="*", default=[], help="as Upscale(tilesize=...)")
     b.add_argument("--overlap", type=int, default=-1, help="as Upscale(overlap=...)")
     b.add_argument("--device-id", type=int, default=0)
-    for name, text in (("list", "list cached engines"), ("clear", "delete every cached engine")):
+    for name, text in (("list", "list cached engines"),
+                       ("clear", "delete every cached engine (only files the cache wrote; others are listed)")):
         sub.add_parser(name, help=text)
     for sp in sub.choices.values():
         sp.add_argument("--cache-dir", default="", help="default: $VS_ESPCN_CACHE_DIR or the user cache dir")
@@ -73,8 +75,9 @@ def _list(args: argparse.Namespace) -> int:
     from vs_espcn.engine_cache import EngineCache
 
     cache = EngineCache(args.cache_dir or None)
-    entries = cache.entries()
-    sys.stderr.write(f"{len(entries)} engine(s) in {cache.directory}\n")
+    entries = cache.entries()  # CacheDirError (exit 1) when the directory is a file or unreadable
+    missing = "" if cache.directory.is_dir() else " (no such directory yet)"
+    sys.stderr.write(f"{len(entries)} engine(s) in {cache.directory}{missing}\n")
     for e in entries:
         k = e["key"] or {}
         desc = (f"{k.get('model_name')} x{k.get('scale')} {k.get('precision')} {k.get('trt_package')} "
@@ -89,6 +92,11 @@ def _clear(args: argparse.Namespace) -> int:
     cache = EngineCache(args.cache_dir or None)
     n = cache.clear()
     sys.stderr.write(f"deleted {n} engine(s) from {cache.directory}\n")
+    left = cache.foreign()
+    if left:
+        shown = ", ".join(left[:FOREIGN_SHOWN]) + (f", ... ({len(left) - FOREIGN_SHOWN} more)"
+                                                   if len(left) > FOREIGN_SHOWN else "")
+        sys.stderr.write(f"left {len(left)} file(s) it did not write: {shown}\n")
     return 0
 
 

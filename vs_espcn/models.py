@@ -4,11 +4,18 @@ The plugin needs three facts about a network before it builds a graph: its scale
 `scale` metadata of the ONNX contract), how many LR pixels of context each output pixel needs
 (the receptive radius, computed from the Conv nodes so any ESPCN-shaped ONNX works) and a
 content hash (engine caches and session caches key on it). Parsing is cached per (path, mtime).
+
+Before anything is read the path must be a regular file of at most `MAX_MODEL_MIB` (shipped
+models are ~100 KB; a mistyped path to a video or a disk image is refused in microseconds instead
+of being read whole into memory). Paths are taken as the OS gives them: a file name that is not
+UTF-8 (a `str` with surrogate escapes, or `bytes`) loads like any other, and error texts show it
+escaped (`repr`), so they stay printable; a NUL byte is refused with the plugin's error.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +25,7 @@ import vapoursynth as vs
 SCALES = (2, 3, 4)
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 _NAMED = ("", "natural", "anime")
+MAX_MODEL_MIB = 256  # generous: an ESPCN is ~100 KB, the largest sane conv net a few tens of MB
 
 _cache: dict[tuple[str, int, int], "ModelInfo"] = {}
 _lock = threading.Lock()
@@ -129,19 +137,37 @@ def _check_scale(proto, scale: int, where: str) -> None:
                      f"{got} (expected {want})", "the 'scale' metadata must match the network; " + CONTRACT)
 
 
+def _too_large(shown: str, size: int) -> vs.Error:
+    """The error for a model file over MAX_MODEL_MIB."""
+    return _error(f"model file {shown} is {size / 2**20:.0f} MiB, larger than the {MAX_MODEL_MIB} MiB limit",
+                  "ESPCN models are ~100 KB: pass an ONNX file exported by the trainer")
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, refusing more than MAX_MODEL_MIB even when it grew after the stat."""
+    limit = MAX_MODEL_MIB * 2**20
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise _error(f"cannot read model file {str(path)!r} ({exc.strerror or exc})",
+                     "pass a readable ONNX file exported by the trainer") from None
+    if len(data) > limit:
+        raise _too_large(repr(str(path)), len(data))
+    return data
+
+
 def _parse(path: Path) -> ModelInfo:
     """Read an ONNX file and check it keeps the ONNX contract (scale metadata, one dynamic
     single-channel input, one output, a network that really upscales by that scale), so a
     mismatched model fails when the graph is built, not at the first frame."""
     import onnx  # lazy: only needed when a graph is built
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _error(f"cannot read model file {str(path)!r} ({exc.strerror})",
-                     "pass a readable ONNX file exported by the trainer") from None
+    data = _read(path)
     try:
         proto = onnx.load_from_string(data)
+    except MemoryError:
+        raise
     except Exception as exc:  # protobuf raises several types on garbage
         raise _error(f"model file {str(path)!r} is not a valid ONNX file ({type(exc).__name__})",
                      "pass an ONNX file exported by the trainer") from None
@@ -158,26 +184,45 @@ def _parse(path: Path) -> ModelInfo:
         raise _error(f"model {where} has scale {model_scale}", "supported scales are 2, 3, 4")
     _check_io(proto.graph, where)
     _check_scale(proto, model_scale, where)
-    return ModelInfo(path=path, scale=model_scale, name=meta.get("name", path.stem),
+    return ModelInfo(path=path, scale=model_scale, name=meta.get("name", _printable(path.stem)),
                      sha256=hashlib.sha256(data).hexdigest(),
                      radius=receptive_radius(proto.graph), metadata=meta)
 
 
-def load(path: str | os.PathLike) -> ModelInfo:
-    """Parse `path` into a ModelInfo, cached per (resolved path, mtime, size)."""
-    p = Path(path).expanduser().resolve()
+def _printable(text: str) -> str:
+    """`text` with the undecodable bytes of a non-UTF-8 file name (surrogate escapes) shown as U+FFFD,
+    for names that end up in messages, logs and engine file names."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def load(path: str | bytes | os.PathLike) -> ModelInfo:
+    """Parse `path` into a ModelInfo, cached per (resolved path, mtime, size). Only a regular file
+    of at most MAX_MODEL_MIB is read; `bytes` and non-UTF-8 names are fine (os.fsdecode)."""
+    name = os.fsdecode(path)  # bytes -> str with surrogate escapes, as the OS names the file
+    if "\0" in name:
+        raise _error(f"model path {name!r} contains a NUL byte",
+                     "pass the path of an ONNX file (no file name can contain NUL)")
     try:
+        p = Path(name).expanduser().resolve()
         st = p.stat()
-    except OSError:
-        raise _error(f"model file {str(path)!r} not found",
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop in resolve()
+        raise _error(f"model file {name!r} not found",
                      'use model="" / "natural" / "anime" or a path to an ONNX file') from None
-    if not p.is_file():
-        raise _error(f"model path {str(path)!r} is not a file", "pass a path to an ONNX file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a pipe" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise _error(f"model path {name!r} is not a file ({kind})", "pass a path to an ONNX file")
+    if st.st_size > MAX_MODEL_MIB * 2**20:
+        raise _too_large(repr(name), st.st_size)
     key = (str(p), st.st_mtime_ns, st.st_size)
     with _lock:
         info = _cache.get(key)
     if info is None:
-        info = _parse(p)
+        try:
+            info = _parse(p)
+        except MemoryError:  # an empty-message MemoryError must never reach the user
+            raise _error(f"out of memory while reading model file {name!r} ({st.st_size / 2**20:.1f} MiB)",
+                         "free memory or pass a smaller ONNX file exported by the trainer") from None
         with _lock:
             _cache[key] = info
     return info

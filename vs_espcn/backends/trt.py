@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..engine_cache import EngineCache, EngineKey, atomic_write
+from ..engine_cache import CacheDirError, EngineCache, EngineKey, atomic_write
 from .trt_env import GpuInfo, import_trt, package_of, probe_gpu, trt_available  # noqa: F401 (re-export)
 
 log = logging.getLogger("vs_espcn")
@@ -111,6 +111,8 @@ def _ensure_or_error(model, shape, options, trt, gpu):
         return ensure_engine(model, shape, options, trt, gpu)
     except BuildError as e:
         raise _error(f"TensorRT engine build failed: {e}") from e
+    except CacheDirError as e:  # cache_dir is a file / unreadable / read-only without the engine
+        raise _error(str(e)) from e
     except Exception as e:  # OSError, filelock.Timeout, ...
         raise _error(f"TensorRT engine cache error: {type(e).__name__}: {e}") from e
 
