@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,47 @@ def test_model_file_name_that_is_not_utf8(core, random2, tmp_path, backend):
     clip = core.std.BlankClip(format=vs.GRAY8, width=16, height=12, length=1)
     out = core.espcn.Upscale(clip, model=name, backend=backend)
     assert (out.width, out.height) == (32, 24) and out.get_frame(0) is not None
+
+
+def test_heap_trimmer_trims_once_per_interval_from_any_thread():
+    """malloc_trim runs when the interval has passed, never before, and one caller at a time."""
+    import threading
+
+    from vs_espcn.heap import heap_trimmer
+
+    now, calls, gate = [0.0], [], threading.Event()
+
+    def fake_trim(pad: int) -> int:
+        calls.append(pad)
+        gate.wait(2)  # holds the trim while a second thread arrives
+        return 1
+
+    tick = heap_trimmer(1.0, clock=lambda: now[0], trim=fake_trim)
+    tick()
+    now[0] = 0.99
+    tick()
+    assert calls == []
+    now[0] = 1.0
+    first = threading.Thread(target=tick)
+    first.start()
+    while not calls:
+        pass
+    tick()  # another thread while the first trims: skips, does not wait
+    gate.set()
+    first.join()
+    assert calls == [0]
+    tick()  # not due again until a second after the trim
+    now[0] = 2.5
+    tick()
+    assert calls == [0, 0]
+
+
+def test_soak_command_prints_rss(tmp_path):
+    """`python -m vs_espcn soak --pure` runs a short soak and prints its RSS table on stdout."""
+    res = subprocess.run([sys.executable, "-m", "vs_espcn", "soak", "--pure", "--frames", "40", "--every", "20",
+                          "--width", "64", "--height", "48"], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert rows[0][:2] == ["frame", "rss_mb"] and [r[0] for r in rows[1:]] == ["0", "20", "40"]
+    assert all(float(r[1]) > 10 for r in rows[1:])  # real RSS figures, in MB

@@ -13,7 +13,9 @@ pytest.importorskip("skimage", reason="SSIM needs scikit-image (pip install .[tr
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "vs_espcn" / "models"
 SHARED = REPO.parent / "shared" / "data"
-SHIPPED = {"espcn_x2.onnx": 2, "espcn_x3.onnx": 3, "espcn_x4.onnx": 4, "espcn_x2_anime.onnx": 2}
+SHIPPED = {"espcn_x2.onnx": 2, "espcn_x3.onnx": 3, "espcn_x4.onnx": 4, "espcn_x2_anime.onnx": 2,
+           # the int8 twins (QDQ, precision="int8"): measured through ONNX Runtime like the rest
+           "espcn_x2_int8.onnx": 2, "espcn_x3_int8.onnx": 3, "espcn_x4_int8.onnx": 4, "espcn_x2_anime_int8.onnx": 2}
 
 
 def _meta(path: Path) -> dict[str, str]:
@@ -31,6 +33,7 @@ def test_shipped_model_declares_scale(name, scale):
     assert (arch["kernels"], arch["channels"], arch["activation"]) == ([5, 3, 3], [64, 32], "tanh")
     assert meta["y_convention"] == "bt601-studio/255"
     assert path.stat().st_size < 200_000
+    assert arch.get("quant", []) == ([1] if name.endswith("_int8.onnx") else [])
     assert f"## {name}" in (MODELS / "MODEL_CARD.md").read_text()
 
 

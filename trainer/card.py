@@ -37,6 +37,10 @@ def describe(path: Path) -> str:
     meta = read_metadata(path)
     training, metrics = json.loads(meta["training"]), json.loads(meta["metrics"])
     lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", ""]
+    quant = json.loads(meta.get("arch", "{}")).get("quant")
+    if quant:
+        lines.append(f"- int8: conv layer(s) {', '.join(map(str, quant))} quantized (QDQ: uint8 input, int8 "
+                     "per-channel weights), trained with `--qat`; `precision=\"int8\"` runs this file")
     if meta.get("measured"):
         lines.append(f"- numbers measured again by `{meta['measured']}` (current protocol; same weights)")
     lines += _training_lines(training)

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--ckpt", help="training checkpoint to measure and export to --out")
     what.add_argument("--remeasure", metavar="ONNX", help="exported file to measure again in place")
     ap.add_argument("--out", help="the ONNX to write (with --ckpt)")
+    ap.add_argument("--name", default="", help="the model's name in its metadata (default: the run's name)")
     ap.add_argument("--card", help="card to rewrite (default: MODEL_CARD.md beside the ONNX, so a trial release "
                     "to another folder never rewrites the shipped card from a partial set of models)")
     args = ap.parse_args(argv)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.out:
             ap.error("--ckpt needs --out")
         cfg = TrainConfig.from_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["config"])
-        export(args.ckpt, args.out, measure(args.ckpt, cfg))
+        export(args.ckpt, args.out, measure(args.ckpt, cfg), args.name)
     else:
         remeasure(args.remeasure)
     out_dir = Path(args.out or args.remeasure).parent

@@ -4,7 +4,8 @@ Every pipeline runs in this process on the same YUV420P8 clip and the same ONNX,
 rounds (best round wins, so a noisy shared machine hurts all rows alike):
   * `espcn default`  - our Upscale with every default (the product: mirrored edge, network Y, output
                        clamp, Spline36 chroma, props; the backend and precision `auto` picks)
-  * `espcn ort fp32`, `espcn ov fp32`, `espcn ov bf16` - the same with the backend/precision fixed
+  * `espcn ort fp32`, `espcn ov fp32/bf16/int8` - the same with the backend/precision fixed (int8: the
+                       model's int8 twin, made by quantization-aware training)
   * `mlrt ort`, `mlrt ov`, `mlrt ov bf16 s1/s2` - the same job built from vs-mlrt: Y -> GRAYS ->
                        mirrored edge (Crop/Flip/Stack) -> core.ort/ov.Model -> crop -> 8 bit, chroma
                        resized; ov at its default precision, then bf16 set in its config with 1 and 2
@@ -95,11 +96,14 @@ def pipelines(model: Path, width: int, height: int, length: int, clip_path: str
     rows, skipped = {"espcn default": upscale(yuv, model=str(model))}, []
     rows["espcn ort fp32"] = upscale(yuv, model=str(model), backend="ort")
     ov_ok, ov_why = backends.ov_status()
-    for prec in ("fp32", "bf16"):
+    for prec in ("fp32", "bf16", "int8"):
         if not ov_ok or not precision.cpu_can(prec):
             skipped.append(f"espcn ov {prec}: " + (ov_why or f"this CPU has no {prec} instructions"))
             continue
-        rows[f"espcn ov {prec}"] = upscale(yuv, model=str(model), backend="ov", precision=prec)
+        try:
+            rows[f"espcn ov {prec}"] = upscale(yuv, model=str(model), backend="ov", precision=prec)
+        except vs.Error as exc:  # e.g. int8 for a model without an int8 twin
+            skipped.append(f"espcn ov {prec}: {exc}")
     if hasattr(core, "ort"):
         rows["mlrt ort"] = mlrt_job(yuv, model, info.radius, r, "ort", provider="CPU")
     else:

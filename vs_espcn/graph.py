@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 import vapoursynth as vs
 
-from vs_espcn import backends, frames, models, precision, tiling
+from vs_espcn import backends, frames, models, tiling
+from vs_espcn.precision import check as check_precision
+from vs_espcn.precision import int8_model
 
 log = logging.getLogger("vs_espcn")
 MIN_TILE = 16  # LR pixels: smallest tile core side honoured (see min_tile)
@@ -103,11 +105,6 @@ def auto_streams(clip: vs.VideoNode) -> int:
     return AUTO_STREAMS if clip.width * clip.height <= tiling.AUTO_PIXELS else 1
 
 
-def precision_arg(value: str) -> str:
-    """The `precision` argument, checked (vs.Error naming the supported values)."""
-    return precision.check(value)
-
-
 def min_tile(overlap: int) -> int:
     """Smallest tile core (LR pixels per side) honoured: max(MIN_TILE, 2 * overlap), so context
     never dominates a window and a 4K plane never becomes millions of backend calls."""
@@ -147,11 +144,11 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
     resizer = check_options(backend, kernel, threads, device_id, num_streams, opt_level, workspace)
     fp16, cuda_graph, static_shape, clamp = check_switches(fp16=fp16, cuda_graph=cuda_graph,
                                                            static_shape=static_shape, clamp=clamp)
-    prec = precision_arg(precision)
+    prec = check_precision(precision)
     info = models.resolve(model or "", scale)
-    if prec == "int8":
-        shipped = (model or "") in ("", "natural", "anime")
-        info = models.load(precision.int8_model(info.path, shipped))
+    if prec == "int8":  # the shipped model's int8 twin, or a QDQ file given as `model`
+        shipped = info.path.parent == models.MODEL_DIR.resolve()
+        info = models.load(int8_model(info.path, shipped))
     streams = num_streams or auto_streams(clip)
     plan = tile_plan(clip, info.radius, tile, overlap)
     options = backends.BackendOptions(

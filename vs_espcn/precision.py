@@ -89,15 +89,15 @@ def is_quantized(path: Path) -> bool:
 
 
 def int8_model(path: Path, shipped: bool) -> Path:
-    """The file precision="int8" runs for `path`: a shipped model's `_int8` twin, or a given QDQ file."""
+    """The file precision="int8" runs for `path`: a QDQ file as it is, else a shipped model's `_int8` twin."""
+    if is_quantized(path):
+        return path
     if shipped:
         twin = path.with_name(f"{path.stem}_int8.onnx")
         if not twin.is_file():
             raise vs.Error(f'espcn.Upscale: precision="int8": no int8 twin of {path.name} is shipped '
                            f"({twin.name} missing); reinstall vs-espcn or use precision=\"auto\"")
         return twin
-    if not is_quantized(path):
-        raise vs.Error(f'espcn.Upscale: precision="int8" needs a quantized (QDQ) model, and {path.name} has no '
-                       "QuantizeLinear nodes; pass the int8 ONNX the trainer exports with --qat, or use "
-                       'precision="auto"')
-    return path
+    raise vs.Error(f'espcn.Upscale: precision="int8" needs a quantized (QDQ) model, and {path.name} has no '
+                   "QuantizeLinear nodes; pass the int8 ONNX the trainer exports with --qat, or use "
+                   'precision="auto"')

@@ -18,19 +18,19 @@ RSS comes from psutil when it is installed, else /proc/<pid>/statm.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import vapoursynth as vs
+
+from vs_espcn.heap import heap_trimmer
 
 KERNEL = "Spline36"  # graph.upscale's default chroma kernel
 SCRIPT = """import shlex
@@ -47,28 +47,6 @@ def rss_mb(pid: int | None = None) -> float:
         with open(f"/proc/{pid or 'self'}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def heap_trimmer(interval_s: float, clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
-    """A thread-safe callable that calls glibc's `malloc_trim(0)` when `interval_s` has passed since
-    the last trim, so the heap hands the frame buffers VapourSynth freed back to the OS (a no-op
-    without glibc: musl, macOS, Windows). One caller trims; the others skip, never wait."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return lambda: None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    lock, due = threading.Lock(), [clock() + interval_s]
-
-    def tick() -> None:
-        if clock() >= due[0] and lock.acquire(blocking=False):
-            try:
-                trim(0)
-                due[0] = clock() + interval_s
-            finally:
-                lock.release()
-
-    return tick
 
 
 def trimmed(core: vs.Core, clip: vs.VideoNode, interval_s: float) -> vs.VideoNode:
@@ -159,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="YUV420P8", help="a vapoursynth preset name (default YUV420P8)")
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--model", default="", help="as Upscale(model=...)")
-    p.add_argument("--backend", default="ort", help='as Upscale(backend=...) (default "ort")')
+XX
     p.add_argument("--threads", type=int, default=0, help="as Upscale(threads=...)")
     p.add_argument("--every", type=int, default=250, help="sample RSS every N frames (default 250)")
     p.add_argument("--from", dest="start", type=int, default=500,
