@@ -137,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="YUV420P8", help="a vapoursynth preset name (default YUV420P8)")
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--model", default="", help="as Upscale(model=...)")
-XX
+    p.add_argument("--backend", default="auto", help='as Upscale(backend=...) (default "auto", the product)')
     p.add_argument("--threads", type=int, default=0, help="as Upscale(threads=...)")
     p.add_argument("--every", type=int, default=250, help="sample RSS every N frames (default 250)")
     p.add_argument("--from", dest="start", type=int, default=500,
