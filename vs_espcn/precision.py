@@ -20,7 +20,6 @@ BUDGET_DB = 0.03
 # Backend kind -> precisions it can run. "int8" runs a quantized (QDQ) model: the shipped model's int8
 # twin (`<name>_int8.onnx`, made by quantization-aware training) or a QDQ file given as `model`.
 SUPPORTED = {"trt": ("fp16", "fp32"), "ov": ("bf16", "fp32", "int8"), "ort": ("fp32",)}
-INT8_BUDGET_DB = 0.05  # what an int8 twin may lose against its fp32 model (tests/test_int8.py)
 # Instruction-set flags (any one suffices) that make a CPU precision worth running.
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
 
