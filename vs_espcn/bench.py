@@ -61,17 +61,19 @@ def mlrt_job(yuv: "object", model: Path, radius: int, scale: int, plugin: str, *
 
 
 def source(width: int, height: int, length: int, clip_path: str) -> "object":
-    """A YUV420P8 clip of width x height: a real video resized (`clip_path`, read with BestSource), else
-    one fixed frame of smooth gradients and noise."""
+    """A YUV420P8 clip of width x height whose frames cost nothing to get, so no row pays for decoding
+    (the first row of a round would, the others would read VapourSynth's cache): the first `length`
+    frames of a real video resized (`clip_path`, read with BestSource) held in memory, else one fixed
+    frame of smooth gradients and noise."""
     import numpy as np
     import vapoursynth as vs
 
     core = vs.core
-    if clip_path:
-        clip = core.bs.VideoSource(clip_path)
-        clip = core.resize.Bicubic(clip, width, height, format=vs.YUV420P8)
-        return (clip * (1 + length // max(1, clip.num_frames)))[:length]
     blank = core.std.BlankClip(format=vs.YUV420P8, width=width, height=height, length=length)
+    if clip_path:
+        video = core.resize.Bicubic(core.bs.VideoSource(clip_path), width, height, format=vs.YUV420P8)
+        held = [video.get_frame(n % video.num_frames) for n in range(length)]
+        return blank.std.ModifyFrame(blank, lambda n, f: held[n])
     frame = blank.get_frame(0).copy()
     rng = np.random.default_rng(0)
     for p in range(3):

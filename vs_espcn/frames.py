@@ -6,8 +6,8 @@ zero padding never touches an output pixel), cut into the tiles of the plan and 
 is written straight into the output frame. The output clip is the shim's parallel filter
 `espcn.Network`, which calls `upscale_frame` for up to `inflight` frames at once (the backend
 releases the GIL while the network runs); one backend per graph, thread-safe (the callback keeps
-no state between frames), so the output never depends on how many frames are in flight. At most once a
-second the callback hands the heap's free memory back to the OS (`heap.heap_trimmer`), so RSS stays flat
+no state between frames), so the output never depends on how many frames are in flight. Every few
+seconds the callback hands the heap's free memory back to the OS (`heap.heap_trimmer`), so RSS stays flat
 over long encodes.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import vapoursynth as vs
 
-from vs_espcn import tiling
+from vs_espcn import planes, tiling
 from vs_espcn.heap import heap_trimmer
 from vs_espcn.backends import Backend
 
@@ -44,13 +44,17 @@ class Codec:
             return cls(True, 255.0 * 2 ** (fmt.bits_per_sample - 8), (1 << fmt.bits_per_sample) - 1)
         return cls(False, 1.0, 0)
 
-    def decode(self, plane: np.ndarray) -> np.ndarray:
-        """Plane samples -> new C-contiguous float32 array of network values."""
+    def decode(self, plane: np.ndarray, pad: int = 0, offset: float = 0.0) -> np.ndarray:
+        """Plane samples -> C-contiguous float32 network values minus `offset`, the plane mirrored
+        outward by `pad` pixels (BORDER). Integer planes go through the shim's one-pass kernel."""
         if self.integer:
-            return np.divide(plane, np.float32(self.divisor), dtype=np.float32)
-        if plane.dtype == np.float32 and plane.flags.c_contiguous:
-            return plane
-        return np.array(plane, dtype=np.float32, order="C")
+            return planes.decode(plane, self.divisor, offset, pad)
+        values = np.pad(plane, pad, mode=BORDER) if pad else plane
+        if offset:
+            return np.subtract(values, np.float32(offset), dtype=np.float32)
+        if values.dtype == np.float32 and values.flags.c_contiguous:
+            return values
+        return np.array(values, dtype=np.float32, order="C")
 
     def bounds(self, plane: np.ndarray, clamp: bool) -> tuple[float | None, float | None]:
         """Output limits in plane samples (DESIGN.md, Output range). Integer: the source plane's
@@ -67,17 +71,18 @@ class Codec:
         lo, hi = float(np.fmin.reduce(plane, axis=None)), float(np.fmax.reduce(plane, axis=None))
         return (None, None) if np.isnan(lo) else (lo, hi)
 
-    def encode(self, out: np.ndarray, dst: np.ndarray, lo: float | None, hi: float | None) -> None:
-        """Network values -> plane samples in `dst`, limited to [lo, hi] (samples; None = open);
-        `out` is scratch and may be overwritten."""
+    def encode(self, out: np.ndarray, dst: np.ndarray, lo: float | None, hi: float | None,
+               offset: float = 0.0) -> None:
+        """Network values minus `offset` -> plane samples in `dst`, limited to [lo, hi] (samples; None =
+        open); `out` may be overwritten. Integer planes go through the shim's one-pass kernel."""
         if self.integer:
-            tmp = np.multiply(out, np.float32(self.divisor), out=out if out.flags.writeable else None)
-            np.clip(tmp, lo, hi, out=tmp)
-            np.rint(tmp, out=dst, casting="unsafe")  # round in float, store as the plane's int type
-        elif lo is None:
-            np.copyto(dst, out, casting="same_kind")
+            planes.encode(out, dst, offset, self.divisor, lo, hi)
+            return
+        values = np.add(out, np.float32(offset), out=out if out.flags.writeable else None) if offset else out
+        if lo is None:
+            np.copyto(dst, values, casting="same_kind")
         else:
-            np.clip(out, np.float32(lo), np.float32(hi), out=dst, casting="same_kind")
+            np.clip(values, np.float32(lo), np.float32(hi), out=dst, casting="same_kind")
 
 
 class PlaneUpscaler:
@@ -89,15 +94,15 @@ class PlaneUpscaler:
         self.backend, self.scale, self.codec, self.clamp = backend, scale, codec, clamp
         self.window, self.tiles, self.pad = plan.window, plan.tiles, plan.pad
         self.out_window = (plan.window[0] * scale, plan.window[1] * scale)
+        self.offset = float(getattr(backend, "offset", 0.0))  # the backend's input/output shift (centring)
 
     def process(self, src: np.ndarray, dst: np.ndarray) -> None:
         """Upscale `src` (H, W) into `dst` (H*r, W*r); both may be strided frame views."""
         p, r = self.pad, self.scale
         lo, hi = self.codec.bounds(src, self.clamp)
         wh, ww = self.window
-        # Mirror in the plane's own sample type, then decode: one float32 plane per frame (decode keeps a
-        # contiguous float32 plane as it is), and an 8-bit pad moves a quarter of the bytes.
-        lr = self.codec.decode(np.pad(src, p, mode=BORDER) if p else src)
+        offset = self.offset
+        lr = self.codec.decode(src, p, offset)  # one float32 plane per frame, mirrored by the pad
         for t in self.tiles:  # a window that is the whole (contiguous) plane is passed without a copy
             win = np.ascontiguousarray(lr[t.y.win:t.y.win + wh, t.x.win:t.x.win + ww])
             hr = self.backend.run(win)
@@ -107,7 +112,7 @@ class PlaneUpscaler:
             oy, ox = (t.y.core0 + p - t.y.win) * r, (t.x.core0 + p - t.x.win) * r
             ch, cw = (t.y.core1 - t.y.core0) * r, (t.x.core1 - t.x.core0) * r
             self.codec.encode(hr[oy:oy + ch, ox:ox + cw],
-                              dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r], lo, hi)
+                              dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r], lo, hi, offset)
 
 
 def frame_error(n: int, exc: Exception) -> vs.Error:

@@ -38,6 +38,7 @@ class Backend(Protocol):
     frames concurrently)."""
 
     scale: int
+    offset: float  # optional (0.0 when absent): run takes values minus offset and returns them minus offset
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         """lr: float32 C-contiguous (H, W) -> float32 (H*scale, W*scale) (may be a view of a

@@ -4,15 +4,14 @@ OpenVINO is driven through its C API (`ov_capi`), so it works beside vs-mlrt's `
 libopenvino vspipe loads first. Precision is always set explicitly (`INFERENCE_PRECISION_HINT`: OpenVINO
 would otherwise pick bf16 by itself on such a CPU). For bf16 the network is centred first
 (`vs_espcn.centered`: it takes x - 0.5 and returns y - 0.5), which halves bf16's error on the [0, 1] input
-and output; the shift is undone here in fp32. One compiled model per (model hash, tile shape, precision,
-threads, streams), shared by every Upscale call and held weakly (freed with the last graph); each
-concurrent `run` takes its own infer request from a pool, whose input and output buffers are its own.
+and output; `offset` tells the frame path, which shifts in fp32 while it converts the plane. One compiled model per (model hash, tile shape, precision,
+threads, streams), shared by every Upscale call and held weakly (freed with the last graph); each calling thread runs its
+own infer request, whose input and output buffers are its own.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import queue
 import threading
 import weakref
 from dataclasses import dataclass
@@ -121,34 +120,38 @@ def compiled(model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> 
 
 
 class OvBackend:
-    """Backend protocol on OpenVINO's CPU plugin for tiles of exactly `shape`."""
+    """Backend protocol on OpenVINO's CPU plugin for tiles of exactly `shape`.
+
+    Each calling thread runs its own infer request (made on its first call), so `run` can hand back a
+    view of that request's output buffer, valid until the same thread's next call (the protocol's
+    promise): no 5.7 MB array to allocate and fault in per 720x480 frame. The frame path bounds how many
+    threads call at once (`num_streams`); OpenVINO runs `streams` of them in parallel."""
 
     def __init__(self, model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> None:
         self.scale = model.scale
         self.shape = tuple(shape)
         self.precision = options.precision
         entry = self._entry = compiled(model, self.shape, options)  # held: the cache keeps it weakly
-        self._centred = entry.centred
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        try:
-            for _ in range(max(1, options.streams)):
-                self._requests.put(entry.model.request(self.shape, self.scale))
-        except Exception as exc:  # e.g. the network's output is not [1, 1, H*r, W*r]
-            raise vs.Error(f"espcn.Upscale: OpenVINO cannot run model {model.path.name!r} on a "
-                           f"{shape[1]}x{shape[0]} tile ({exc}); {HINT}") from None
+        self.offset = centered.SHIFT if entry.centred else 0.0  # the frame path shifts in and out
+        self._local = threading.local()
+        self._name = model.path.name
+        self._request()  # fail at graph build (e.g. an output that is not [1, 1, H*r, W*r]), not per frame
+
+    def _request(self):
+        """This thread's infer request."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            try:
+                request = self._local.request = self._entry.model.request(self.shape, self.scale)
+            except Exception as exc:
+                raise vs.Error(f"espcn.Upscale: OpenVINO cannot run model {self._name!r} on a "
+                               f"{self.shape[1]}x{self.shape[0]} tile ({exc}); {HINT}") from None
+        return request
 
     def run(self, lr: np.ndarray) -> np.ndarray:
-        """float32 (H, W) -> new float32 (H*scale, W*scale) array."""
-        request = self._requests.get()
-        try:
-            x = request.input[0, 0]
-            if self._centred:
-                np.subtract(lr, np.float32(centered.SHIFT), out=x)
-            else:
-                np.copyto(x, lr)
-            request.infer()
-            out = request.output[0, 0]
-            # a new array either way: the request's buffer is reused by the next frame
-            return out + np.float32(centered.SHIFT) if self._centred else out.copy()
-        finally:
-            self._requests.put(request)
+        """float32 (H, W) values minus `offset` -> float32 (H*scale, W*scale) minus `offset`, a view of this
+        thread's output buffer."""
+        request = self._request()
+        np.copyto(request.input[0, 0], lr)
+        request.infer()
+        return request.output[0, 0]
