@@ -90,7 +90,7 @@ class PurePythonAbiWheel(bdist_wheel):
 
 shim = Extension(
     ".".join((*PLUGIN_DIR, LIBRARY)),
-    sources=["vs_espcn/_shim/espcn_shim.c", "vs_espcn/_shim/planes.c"],
+    sources=["vs_espcn/_shim/espcn_shim.c"],
     include_dirs=[vapoursynth_include()],
     extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
     extra_link_args=["-Wl,--no-as-needed", "-l:libdl.so.2", "-Wl,--as-needed"],

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import vapoursynth as vs
 
-from vs_espcn import planes, tiling
+from vs_espcn import tiling
 from vs_espcn.heap import heap_trimmer
 from vs_espcn.backends import Backend
 
@@ -46,10 +46,12 @@ class Codec:
 
     def decode(self, plane: np.ndarray, pad: int = 0, offset: float = 0.0) -> np.ndarray:
         """Plane samples -> C-contiguous float32 network values minus `offset`, the plane mirrored
-        outward by `pad` pixels (BORDER). Integer planes go through the shim's one-pass kernel."""
-        if self.integer:
-            return planes.decode(plane, self.divisor, offset, pad)
+        outward by `pad` pixels (BORDER), in the plane's own sample type first (an 8-bit pad moves a
+        quarter of the bytes)."""
         values = np.pad(plane, pad, mode=BORDER) if pad else plane
+        if self.integer:
+            out = np.divide(values, np.float32(self.divisor), dtype=np.float32)
+            return np.subtract(out, np.float32(offset), out=out) if offset else out
         if offset:
             return np.subtract(values, np.float32(offset), dtype=np.float32)
         if values.dtype == np.float32 and values.flags.c_contiguous:
@@ -74,12 +76,13 @@ class Codec:
     def encode(self, out: np.ndarray, dst: np.ndarray, lo: float | None, hi: float | None,
                offset: float = 0.0) -> None:
         """Network values minus `offset` -> plane samples in `dst`, limited to [lo, hi] (samples; None =
-        open); `out` may be overwritten. Integer planes go through the shim's one-pass kernel."""
-        if self.integer:
-            planes.encode(out, dst, offset, self.divisor, lo, hi)
-            return
+        open); `out` may be overwritten."""
         values = np.add(out, np.float32(offset), out=out if out.flags.writeable else None) if offset else out
-        if lo is None:
+        if self.integer:
+            tmp = np.multiply(values, np.float32(self.divisor), out=values if values.flags.writeable else None)
+            np.clip(tmp, lo, hi, out=tmp)
+            np.rint(tmp, out=dst, casting="unsafe")  # round in float, store as the plane's int type
+        elif lo is None:
             np.copyto(dst, values, casting="same_kind")
         else:
             np.clip(values, np.float32(lo), np.float32(hi), out=dst, casting="same_kind")
