@@ -73,3 +73,18 @@ def test_compiled_models_are_shared_and_freed_with_their_graphs(core, random2):
     del a, b
     gc.collect()
     assert len(ov._compiled) == before
+
+
+def test_infer_requests_are_made_once_per_worker_thread_not_per_frame(core, random2, monkeypatch):
+    """VapourSynth's worker threads get a fresh Python thread state for every callback, so requests kept
+    in a threading.local were remade (with their buffers) for every frame; they are kept per OS thread."""
+    from vs_espcn.backends import ov_capi
+
+    made = []
+    real = ov_capi.CompiledModel.request
+    monkeypatch.setattr(ov_capi.CompiledModel, "request", lambda self, *a: made.append(1) or real(self, *a))
+    clip = noise_clip(vs.GRAY8, 40, 24, length=24)
+    out = graph.upscale(clip, model=str(random2), backend="ov", precision="fp32", num_streams=2)
+    futures = [out.get_frame_async(n) for n in range(24)]
+    [f.result() for f in futures]
+    assert 1 <= len(made) <= core.num_threads + 2  # the build's own probe, then one per worker thread

@@ -124,8 +124,10 @@ class OvBackend:
 
     Each calling thread runs its own infer request (made on its first call), so `run` can hand back a
     view of that request's output buffer, valid until the same thread's next call (the protocol's
-    promise): no 5.7 MB array to allocate and fault in per 720x480 frame. The frame path bounds how many
-    threads call at once (`num_streams`); OpenVINO runs `streams` of them in parallel."""
+    promise): no 5.7 MB array to allocate and fault in per 720x480 frame. Requests are keyed by the OS
+    thread id, not `threading.local`: VapourSynth's worker threads get a fresh Python thread state for
+    every callback, which would make a new request (and its buffers) per frame. The frame path bounds how
+    many threads call at once (`num_streams`); OpenVINO runs `streams` of them in parallel."""
 
     def __init__(self, model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> None:
         self.scale = model.scale
@@ -133,19 +135,23 @@ class OvBackend:
         self.precision = options.precision
         entry = self._entry = compiled(model, self.shape, options)  # held: the cache keeps it weakly
         self.offset = centered.SHIFT if entry.centred else 0.0  # the frame path shifts in and out
-        self._local = threading.local()
+        self._requests: dict[int, object] = {}  # OS thread id -> that thread's infer request
+        self._requests_lock = threading.Lock()
         self._name = model.path.name
         self._request()  # fail at graph build (e.g. an output that is not [1, 1, H*r, W*r]), not per frame
 
     def _request(self):
-        """This thread's infer request."""
-        request = getattr(self._local, "request", None)
+        """This OS thread's infer request, made on its first call."""
+        ident = threading.get_ident()
+        request = self._requests.get(ident)
         if request is None:
             try:
-                request = self._local.request = self._entry.model.request(self.shape, self.scale)
+                request = self._entry.model.request(self.shape, self.scale)
             except Exception as exc:
                 raise vs.Error(f"espcn.Upscale: OpenVINO cannot run model {self._name!r} on a "
                                f"{self.shape[1]}x{self.shape[0]} tile ({exc}); {HINT}") from None
+            with self._requests_lock:
+                self._requests[ident] = request
         return request
 
     def run(self, lr: np.ndarray) -> np.ndarray:
