@@ -88,3 +88,21 @@ def test_infer_requests_are_made_once_per_worker_thread_not_per_frame(core, rand
     futures = [out.get_frame_async(n) for n in range(24)]
     [f.result() for f in futures]
     assert 1 <= len(made) <= core.num_threads + 2  # the build's own probe, then one per worker thread
+
+
+def test_an_openvino_without_the_binding_s_functions_is_unusable_not_a_crash(monkeypatch, tmp_path):
+    """A libopenvino_c that lacks a function the binding calls (an older OpenVINO) is reported as unusable,
+    so `auto` falls back to ONNX Runtime instead of failing every Upscale."""
+    from vs_espcn.backends import ov_capi
+
+    fake = tmp_path / "libopenvino_c.so.1"  # a real shared library without OpenVINO's functions: our shim
+    fake.write_bytes(Path(vs.core.espcn.plugin_path).read_bytes())
+    monkeypatch.setattr(ov_capi, "_candidates", lambda: [fake])
+    ov_capi.library.cache_clear()
+    try:
+        with pytest.raises(OSError, match="OpenVINO too old"):
+            ov_capi.library()
+    finally:
+        monkeypatch.undo()
+        ov_capi.library.cache_clear()
+        ov_capi.library()

@@ -104,6 +104,10 @@ def library() -> ctypes.CDLL:
         except OSError as exc:
             errors.append(f"{path}: {exc}")
             continue
+        missing = [name for name in (*_SIGNATURES, "ov_get_last_err_msg") if not hasattr(lib, name)]
+        if missing:  # an OpenVINO older than the binding (ov_core_compile_model_props is 2026-era)
+            errors.append(f"{path}: no {', '.join(missing[:3])} (OpenVINO too old; pip install 'openvino>=2026.4')")
+            continue
         for name, args in _SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = args, (None if name.endswith("_free") else ctypes.c_int)
