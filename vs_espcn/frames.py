@@ -12,6 +12,7 @@ over long encodes.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -106,16 +107,18 @@ class PlaneUpscaler:
         wh, ww = self.window
         offset = self.offset
         lr = self.codec.decode(src, p, offset)  # one float32 plane per frame, mirrored by the pad
-        for t in self.tiles:  # a window that is the whole (contiguous) plane is passed without a copy
-            win = np.ascontiguousarray(lr[t.y.win:t.y.win + wh, t.x.win:t.x.win + ww])
-            hr = self.backend.run(win)
-            if hr.shape != self.out_window:  # a model that misbehaves at this size: never a scrambled frame
-                raise ValueError(f"the model maps a {ww}x{wh} tile to shape {hr.shape}, expected "
-                                 f"{self.out_window} (scale {r})")
-            oy, ox = (t.y.core0 + p - t.y.win) * r, (t.x.core0 + p - t.x.win) * r
-            ch, cw = (t.y.core1 - t.y.core0) * r, (t.x.core1 - t.x.core0) * r
-            self.codec.encode(hr[oy:oy + ch, ox:ox + cw],
-                              dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r], lo, hi, offset)
+        lease = getattr(self.backend, "lease", None)  # a backend may lend its buffers for the frame
+        with lease() if lease else contextlib.nullcontext(self.backend.run) as run:
+            for t in self.tiles:  # a window that is the whole (contiguous) plane is passed without a copy
+                win = np.ascontiguousarray(lr[t.y.win:t.y.win + wh, t.x.win:t.x.win + ww])
+                hr = run(win)
+                if hr.shape != self.out_window:  # a model misbehaving at this size: never a scrambled frame
+                    raise ValueError(f"the model maps a {ww}x{wh} tile to shape {hr.shape}, expected "
+                                     f"{self.out_window} (scale {r})")
+                oy, ox = (t.y.core0 + p - t.y.win) * r, (t.x.core0 + p - t.x.win) * r
+                ch, cw = (t.y.core1 - t.y.core0) * r, (t.x.core1 - t.x.core0) * r
+                self.codec.encode(hr[oy:oy + ch, ox:ox + cw],
+                                  dst[t.y.core0 * r:t.y.core1 * r, t.x.core0 * r:t.x.core1 * r], lo, hi, offset)
 
 
 def frame_error(n: int, exc: Exception) -> vs.Error:

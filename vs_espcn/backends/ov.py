@@ -10,9 +10,12 @@ own infer request, whose input and output buffers are its own.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import queue
 import threading
+from collections.abc import Callable, Iterator
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -122,12 +125,12 @@ def compiled(model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> 
 class OvBackend:
     """Backend protocol on OpenVINO's CPU plugin for tiles of exactly `shape`.
 
-    Each calling thread runs its own infer request (made on its first call), so `run` can hand back a
-    view of that request's output buffer, valid until the same thread's next call (the protocol's
-    promise): no 5.7 MB array to allocate and fault in per 720x480 frame. Requests are keyed by the OS
-    thread id, not `threading.local`: VapourSynth's worker threads get a fresh Python thread state for
-    every callback, which would make a new request (and its buffers) per frame. The frame path bounds how
-    many threads call at once (`num_streams`); OpenVINO runs `streams` of them in parallel."""
+    Infer requests come from a pool of at most `streams` (made as needed; the first at graph build, so a
+    model that cannot run fails there). The frame path leases one per frame (`lease`), runs every tile on
+    it and reads each output as a view of the request's buffer before giving it back: no 5.7 MB array to
+    allocate per 720x480 frame, and memory follows `num_streams`, not how many threads VapourSynth has.
+    (A request per thread would not: VapourSynth's worker threads even get a fresh Python thread state
+    per callback, so a `threading.local` made a new request, and its buffers, for every frame.)"""
 
     def __init__(self, model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> None:
         self.scale = model.scale
@@ -135,29 +138,50 @@ class OvBackend:
         self.precision = options.precision
         entry = self._entry = compiled(model, self.shape, options)  # held: the cache keeps it weakly
         self.offset = centered.SHIFT if entry.centred else 0.0  # the frame path shifts in and out
-        self._requests: dict[int, object] = {}  # OS thread id -> that thread's infer request
-        self._requests_lock = threading.Lock()
         self._name = model.path.name
-        self._request()  # fail at graph build (e.g. an output that is not [1, 1, H*r, W*r]), not per frame
+        self._limit = max(1, options.streams)
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        self._made, self._made_lock = 0, threading.Lock()
+        self._pool.put(self._new_request())  # fail at graph build (e.g. an output that is not [1,1,H*r,W*r])
 
-    def _request(self):
-        """This OS thread's infer request, made on its first call."""
-        ident = threading.get_ident()
-        request = self._requests.get(ident)
-        if request is None:
-            try:
-                request = self._entry.model.request(self.shape, self.scale)
-            except Exception as exc:
-                raise vs.Error(f"espcn.Upscale: OpenVINO cannot run model {self._name!r} on a "
-                               f"{self.shape[1]}x{self.shape[0]} tile ({exc}); {HINT}") from None
-            with self._requests_lock:
-                self._requests[ident] = request
+    def _new_request(self):
+        """A new infer request (counted against the pool's limit)."""
+        try:
+            request = self._entry.model.request(self.shape, self.scale)
+        except Exception as exc:
+            raise vs.Error(f"espcn.Upscale: OpenVINO cannot run model {self._name!r} on a "
+                           f"{self.shape[1]}x{self.shape[0]} tile ({exc}); {HINT}") from None
+        self._made += 1
         return request
 
-    def run(self, lr: np.ndarray) -> np.ndarray:
-        """float32 (H, W) values minus `offset` -> float32 (H*scale, W*scale) minus `offset`, a view of this
-        thread's output buffer."""
-        request = self._request()
+    def _take(self):
+        """A free request: from the pool, or a new one while fewer than `streams` exist, else wait."""
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._made_lock:
+            if self._made < self._limit:
+                return self._new_request()
+        return self._pool.get()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        """One request for the block: yields `run(lr)`, whose output is a view valid inside the block."""
+        request = self._take()
+        try:
+            yield lambda lr: self._infer(request, lr)
+        finally:
+            self._pool.put(request)
+
+    @staticmethod
+    def _infer(request, lr: np.ndarray) -> np.ndarray:
+        """float32 (H, W) values minus `offset` -> a view of (H*scale, W*scale) values minus `offset`."""
         np.copyto(request.input[0, 0], lr)
         request.infer()
         return request.output[0, 0]
+
+    def run(self, lr: np.ndarray) -> np.ndarray:
+        """The protocol's run, for callers without a lease: a new array."""
+        with self.lease() as run:
+            return run(lr).copy()
