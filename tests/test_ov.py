@@ -114,3 +114,19 @@ def test_an_openvino_without_the_binding_s_functions_is_unusable_not_a_crash(mon
         monkeypatch.undo()
         ov_capi.library.cache_clear()
         ov_capi.library()
+
+
+def test_only_the_c_api_beside_a_loaded_libopenvino_is_tried(monkeypatch, tmp_path):
+    """With a libopenvino already in the process (vs-mlrt's), the wheel's C API is never a fallback: it
+    would pull a second libopenvino in. Without one, the wheel's is used."""
+    from vs_espcn.backends import ov_capi
+
+    mlrt, wheel = tmp_path / "mlrt", tmp_path / "wheel"
+    for folder in (mlrt, wheel):
+        folder.mkdir()
+        (folder / "libopenvino_c.so.2641").write_bytes(b"")
+    monkeypatch.setattr(ov_capi, "_wheel_libs", lambda: wheel)
+    monkeypatch.setattr(ov_capi, "_loaded_libopenvino", lambda: mlrt)
+    assert ov_capi._candidates() == [mlrt / "libopenvino_c.so.2641"]
+    monkeypatch.setattr(ov_capi, "_loaded_libopenvino", lambda: None)
+    assert ov_capi._candidates() == [wheel / "libopenvino_c.so.2641"]

@@ -74,3 +74,25 @@ def test_qat_from_fp32_starts_at_the_ptq_loss_and_goes_down(image_dir, tmp_path)
     qat = train_mod.train(_cfg(image_dir, tmp_path, out=str(tmp_path / "qat"), steps=150, lr=1e-3, warmup=0,
                                ckpt_every=150, eval_every=150, qat=(1, 2), init_from=str(onnx_fp32)))
     assert loss(load_model(str(qat))) < loss(ptq)
+
+
+def test_an_int8_onnx_restores_its_dequantized_weights(image_dir, tmp_path):
+    """init_from / --distill from an int8 export gets every tensor, the int8 conv as it ran (int8 x scale),
+    so the network equals the QDQ file; a teacher that cannot be fully loaded is refused."""
+    from trainer.model import state_from_onnx
+
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1,)))
+    out = export_mod.export(str(ckpt), str(tmp_path / "q.onnx"))
+    state = state_from_onnx(str(out))
+    assert set(state) == set(ESPCN(ESPCNConfig()).state_dict())
+    net = ESPCN(ESPCNConfig())
+    assert train_mod.init_from(net, str(out)) == 6
+    x = np.random.default_rng(2).random((1, 1, 15, 19), dtype=np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+    # the float net on dequantized weights differs from the QDQ file only by the input rounding of conv 1
+    assert np.abs(net(torch.from_numpy(x)).detach().numpy() - got).max() < 0.05
+    x3 = _cfg(image_dir, tmp_path, scale=3, init_from=str(out), distill=True, qat=(1,))
+    with pytest.raises(SystemExit, match="sets only 4 of the teacher's 6 tensors"):
+        train_mod.teacher_for(x3)
+    with pytest.raises(ValueError, match="qat layers must be conv indices 0..2"):
+        _cfg(image_dir, tmp_path, qat=(5,))

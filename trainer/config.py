@@ -56,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"extra_share must be in [0, 1), got {self.extra_share}")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0, got {self.holdout}")
+        if any(not 0 <= q <= len(self.channels) for q in self.qat):
+            raise ValueError(f"qat layers must be conv indices 0..{len(self.channels)}, got {list(self.qat)}")
         if self.distill and not self.init_from:
             raise ValueError("distill needs init_from (the network whose output is learnt)")
 

@@ -100,18 +100,23 @@ def state_from_onnx(path: str) -> dict[str, torch.Tensor]:
     """The PyTorch state dict held by an ONNX file this trainer exported (its `convN`/`actN` initializers).
 
     This is what lets a fresh checkout continue from the shipped weights: the ONNX files are the only
-    weights the repository keeps. Initializers map back to `body.<index>` in layer order.
+    weights the repository keeps. Initializers map back to `body.<index>` in layer order. An int8 (QDQ)
+    layer's weights come back dequantized (`convN.weight.int8` x `convN.weight.scale`), as it ran.
     """
     import onnx
     from onnx import numpy_helper
 
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    for name in [n for n in inits if n.endswith(".weight.int8")]:
+        base, scale = name.removesuffix(".int8"), inits[name.replace(".int8", ".scale")]
+        inits[base] = inits[name].astype(np.float32) * scale.reshape(-1, 1, 1, 1).astype(np.float32)
     state: dict[str, torch.Tensor] = {}
-    for init in onnx.load(path).graph.initializer:
-        m = re.fullmatch(r"(conv|act)(\d+)\.(weight|bias|slope)", init.name)
+    for name, value in inits.items():
+        m = re.fullmatch(r"(conv|act)(\d+)\.(weight|bias|slope)", name)
         if not m:
             continue
         kind, i, field = m.group(1), int(m.group(2)), m.group(3)
-        arr = torch.from_numpy(numpy_helper.to_array(init).copy())
+        arr = torch.from_numpy(np.array(value, copy=True))
         if kind == "conv":
             state[f"body.{2 * i}.{field}"] = arr
         else:  # PReLU slope, stored (C, 1, 1) for broadcasting

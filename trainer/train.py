@@ -108,8 +108,9 @@ def validate(net: ESPCN, pairs: list[Pair], scale: int) -> tuple[float, float]:
     return float(mean[0]), float(mean[1])
 
 
-def init_from(net: ESPCN, path: str) -> None:
-    """Copy every parameter whose name and shape match (e.g. x2 feature layers into an x3 net).
+def init_from(net: ESPCN, path: str) -> int:
+    """Copy every parameter whose name and shape match (e.g. x2 feature layers into an x3 net); returns
+    how many of the net's tensors were set.
 
     `path` is a checkpoint or an exported ONNX file, so a run can continue from the shipped weights.
     """
@@ -122,12 +123,16 @@ def init_from(net: ESPCN, path: str) -> None:
     own.update(same)
     net.load_state_dict(own)
     print(f"init from {path}: {len(same)}/{len(own)} tensors", file=sys.stderr)
+    return len(same)
 
 
 def teacher_for(cfg: TrainConfig) -> ESPCN:
     """The float network `--distill` learns from: the --init_from weights, unquantized, frozen."""
     teacher = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
-    init_from(teacher, cfg.init_from)
+    loaded, total = init_from(teacher, cfg.init_from), len(teacher.state_dict())
+    if loaded != total:  # a teacher with random layers would teach noise
+        raise SystemExit(f"--distill: {cfg.init_from} sets only {loaded} of the teacher's {total} tensors; "
+                         "distil from a model of the same scale and shape")
     return teacher.eval().requires_grad_(False)
 
 

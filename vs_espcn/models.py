@@ -139,7 +139,8 @@ def _check_scale(proto, scale: int, where: str) -> None:
 
 def _too_large(shown: str, size: int) -> vs.Error:
     """The error for a model file over MAX_MODEL_MIB."""
-    return _error(f"model file {shown} is {size / 2**20:.0f} MiB, larger than the {MAX_MODEL_MIB} MiB limit",
+    return _error(f"model file {shown} is {size} bytes ({size / 2**20:.1f} MiB), larger than the "
+                  f"{MAX_MODEL_MIB} MiB limit",
                   "ESPCN models are ~100 KB: pass an ONNX file exported by the trainer")
 
 

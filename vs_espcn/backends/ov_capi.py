@@ -86,9 +86,11 @@ def _wheel_libs() -> Path | None:
 
 
 def _candidates() -> list[Path]:
-    """libopenvino_c files to try, the one matching an already loaded libopenvino first."""
+    """libopenvino_c files to try: only those beside an already loaded libopenvino (another build's C API
+    would pull a second libopenvino into the process), else the `openvino` wheel's."""
+    loaded = _loaded_libopenvino()
     found = []
-    for folder in (_loaded_libopenvino(), _wheel_libs()):
+    for folder in ((loaded,) if loaded is not None else (_wheel_libs(),)):
         if folder is not None and folder.is_dir():
             found += sorted(folder.glob("libopenvino_c.so*"), key=lambda p: len(p.name), reverse=True)
     return found
