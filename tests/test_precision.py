@@ -68,7 +68,7 @@ def test_auto_backend_order_and_fallback_logged_once(monkeypatch, caplog, onnx_x
     monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no libnvinfer"))
     monkeypatch.setattr(backends, "gpu_present", lambda: True)
     made = []
-    monkeypatch.setattr(backends, "_create_ov", lambda m, s, o, p: made.append(("ov", p)) or "ov-net")
+    monkeypatch.setattr(backends, "_create_ov", lambda m, s, o: made.append(("ov", o.precision)) or "ov-net")
     monkeypatch.setattr(backends, "_create_ort", lambda m, s, o: made.append(("ort", "fp32")) or "ort-net")
     with caplog.at_level(logging.WARNING, logger="vs_espcn"):
         assert backends.create("auto", info, (8, 8)) == "ov-net"
@@ -93,7 +93,7 @@ def test_no_gpu_means_no_trt_warning(monkeypatch, caplog, onnx_x2):
     monkeypatch.setattr(backends, "_warned", set())
     monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no NVIDIA GPU"))
     monkeypatch.setattr(backends, "gpu_present", lambda: False)
-    monkeypatch.setattr(backends, "_create_ov", lambda m, s, o, p: "ov-net")
+    monkeypatch.setattr(backends, "_create_ov", lambda m, s, o: "ov-net")
     with caplog.at_level(logging.WARNING, logger="vs_espcn"):
         assert backends.create("auto", models.load(onnx_x2), (8, 8)) == "ov-net"
     assert not caplog.records

@@ -154,13 +154,13 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
     options = backends.BackendOptions(
         precision=prec,
         ort=backends.OrtOptions(threads=threads),
-        ov=backends.CpuOptions(threads=threads, streams=streams),
-        trt=backends.TrtOptions(fp16=bool(fp16), device_id=device_id, num_streams=streams,
-                                cuda_graph=bool(cuda_graph), static_shape=bool(static_shape),
+        ov=backends.OvOptions(threads=threads, streams=streams),
+        trt=backends.TrtOptions(fp16=fp16, device_id=device_id, num_streams=streams,
+                                cuda_graph=cuda_graph, static_shape=static_shape,
                                 opt_level=opt_level, workspace=workspace, cache_dir=cache_dir or ""))
     net = backends.create(backend, info, plan.window, options)
     upscaler = frames.PlaneUpscaler(net, info.scale, plan, frames.Codec.of(clip.format),
-                                    clamp=bool(clamp))
+                                    clamp=clamp)
     luma = frames.luma_clip(core, clip, upscaler, streams)
     out = luma
     if clip.format.color_family == vs.YUV:

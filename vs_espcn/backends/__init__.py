@@ -39,6 +39,8 @@ class Backend(Protocol):
 
     scale: int
     offset: float  # optional (0.0 when absent): run takes values minus offset and returns them minus offset
+    # optional: lease() -> context manager yielding a run(lr) whose output is a view valid inside the block
+    # (the frame path leases once per frame; OpenVINO lends a request's buffers that way)
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         """lr: float32 C-contiguous (H, W) -> float32 (H*scale, W*scale) (may be a view of a
@@ -68,12 +70,14 @@ class TrtOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CpuOptions:
-    """OpenVINO options: `threads` (0 = OpenVINO's default, every core), `streams` = infer requests run
-    at once (the frames in flight)."""
+class OvOptions:
+    """OpenVINO options: `threads` in all (0 = OpenVINO's default, every core), `streams` = infer requests
+    run at once (the frames in flight), `precision` = "fp32" | "bf16" | "int8" once resolved (`create`
+    sets it from `BackendOptions.precision`; int8 = a QDQ model whose other layers run in bf16/fp32)."""
 
     threads: int = 0
     streams: int = 1
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +86,7 @@ class BackendOptions:
 
     precision: str = "auto"
     ort: OrtOptions = field(default_factory=OrtOptions)
-    ov: CpuOptions = field(default_factory=CpuOptions)
+    ov: OvOptions = field(default_factory=OvOptions)
     trt: TrtOptions = field(default_factory=TrtOptions)
 
 
@@ -149,12 +153,11 @@ def _create_trt(model: "ModelInfo", shape: tuple[int, int], options: TrtOptions)
     return TrtBackend(model, shape, options)
 
 
-def _create_ov(model: "ModelInfo", shape: tuple[int, int], options: CpuOptions, precision: str) -> Backend:
-    """Build the OpenVINO CPU backend for a resolved precision."""
-    from vs_espcn.backends.ov import OvBackend, OvOptions
+def _create_ov(model: "ModelInfo", shape: tuple[int, int], options: OvOptions) -> Backend:
+    """Build the OpenVINO CPU backend (`options.precision` resolved)."""
+    from vs_espcn.backends.ov import OvBackend
 
-    return OvBackend(model, shape, OvOptions(threads=options.threads, streams=options.streams,
-                                             precision=precision))
+    return OvBackend(model, shape, options)
 
 
 def _create_ort(model: "ModelInfo", shape: tuple[int, int], options: OrtOptions) -> Backend:
@@ -186,7 +189,7 @@ def _make(kind: str, model: "ModelInfo", shape: tuple[int, int], opts: BackendOp
     if kind == "trt":
         return _create_trt(model, shape, dataclasses.replace(opts.trt, fp16=prec == "fp16"))
     if kind == "ov":
-        return _create_ov(model, shape, opts.ov, prec)
+        return _create_ov(model, shape, dataclasses.replace(opts.ov, precision=prec))
     return _create_ort(model, shape, opts.ort)
 
 

@@ -15,15 +15,15 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import vapoursynth as vs
 
 from vs_espcn import centered
+from vs_espcn.backends import OvOptions
 
 if TYPE_CHECKING:
     from vs_espcn.models import ModelInfo
@@ -41,17 +41,6 @@ def rest_precision(precision: str) -> str:
         return precision
     return "bf16" if prec.cpu_can("bf16") else "fp32"
 HINT = "pass an ONNX file exported by the trainer (opset 17, input 'lr' [N,1,H,W])"
-
-
-@dataclass(frozen=True, kw_only=True)
-class OvOptions:
-    """`threads`: OpenVINO CPU threads in all (0 = OpenVINO's default, every core); `streams`: infer
-    requests that run at once (the frames in flight); `precision`: "fp32", "bf16" or "int8" (resolved;
-    int8 = a QDQ model whose other layers run in `rest_precision`)."""
-
-    threads: int = 0
-    streams: int = 1
-    precision: str = "fp32"
 
 
 class _Compiled:
