@@ -244,7 +244,7 @@ def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch, cont
 
 
 def test_nan_loss_stops_without_saving(image_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "loss_fn", lambda kind, sr, hr, weight: (sr - hr).mean() * float("nan"))
+    monkeypatch.setattr(train_mod, "loss_fn", lambda kind, sr, hr, *rest: (sr - hr).mean() * float("nan"))
     with pytest.raises(SystemExit, match="loss is nan"):
         train_mod.train(_cfg(image_dir, tmp_path))
     assert not (tmp_path / "run" / "last.pt").exists()

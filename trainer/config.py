@@ -40,6 +40,8 @@ class TrainConfig:
     extra: tuple[str, ...] = ()       # training-only folders: never drawn into the hold-out; copies of a
                                       # validation image (same pixels) are skipped
     extra_share: float = 0.0          # share of patches drawn from `extra` (0: by area, like the rest)
+    holdout_sets: tuple[str, ...] = ()  # named second hold-outs (trainer.holdouts, e.g. manga) the run is
+                                      # also measured on; every named hold-out is kept out of training anyway
     qat: tuple[int, ...] = ()         # conv layers trained with int8 fake quantization (trainer.quant), e.g. 1
     distill: bool = False             # learn the --init_from network's output, not the HR pictures (for --qat:
                                       # the int8 net mimics its fp32 parent, so it cannot drift off it)
@@ -58,6 +60,10 @@ class TrainConfig:
             raise ValueError(f"holdout must be >= 0, got {self.holdout}")
         if any(not 0 <= q <= len(self.channels) for q in self.qat):
             raise ValueError(f"qat layers must be conv indices 0..{len(self.channels)}, got {list(self.qat)}")
+        from .holdouts import HOLDOUTS
+
+        if unknown := sorted(set(self.holdout_sets) - set(HOLDOUTS)):
+            raise ValueError(f"unknown holdout_sets {unknown}; known: {', '.join(sorted(HOLDOUTS))}")
         if self.distill and not self.init_from:
             raise ValueError("distill needs init_from (the network whose output is learnt)")
 

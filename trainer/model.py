@@ -131,6 +131,7 @@ def upscale_plane(net: ESPCN, lr_y: "np.ndarray", clamp: bool = True) -> "np.nda
     """Run the network on one (H, W) float32 plane as the plugin does: its edge extended by `data.BORDER`
     and, with `clamp`, the output limited to the plane's range (`data.CLAMP`)."""
     def run(y: "np.ndarray") -> "np.ndarray":
-        return net(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None])[0, 0].numpy()
+        x = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None]
+        return net(x.to(next(net.parameters()).device))[0, 0].cpu().numpy()
 
     return run_bordered(run, lr_y, net.cfg.radius, net.cfg.scale, clamp)

@@ -28,18 +28,20 @@ from .config import TrainConfig
 from .eval import evaluate, format_table
 from .data import BORDER, CLAMP
 from .export import export, read_metadata, update_metadata
+from .holdouts import holdout
 from .train import split_data
 
 EVAL = Path("../shared/data/eval")
 
 
 def eval_sets(cfg: TrainConfig) -> dict[str, str | list[Path]]:
-    """Which sets a model is measured on: the hold-out split if the run kept one, else Set5 and Set14.
+    """Which sets a model is measured on: the hold-out split if the run kept one (and the named hold-outs
+    of `holdout_sets`), else Set5 and Set14.
 
     Paths are relative to the repository root (where ../shared sits), like the presets' data.
     """
     if cfg.holdout > 0:
-        return {"holdout": split_data(cfg)[1]}
+        return {"holdout": split_data(cfg)[1], **{name: holdout(name) for name in cfg.holdout_sets}}
     if not EVAL.is_dir():
         raise SystemExit(f"evaluation sets not found at {EVAL.resolve()}: run from the repository root")
     return {"Set5": str(EVAL / "Set5"), "Set14": str(EVAL / "Set14")}

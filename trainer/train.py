@@ -9,6 +9,7 @@ from ._deps import require
 
 require(__name__)  # one sentence, not a traceback, when torch & co. are missing
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -25,7 +26,9 @@ from tqdm import tqdm
 
 from .config import TrainConfig
 from .data import BORDER, Pair, PatchSampler, list_images, load_pairs, load_rgb
+from .distributed import close, init_world, wrap
 from .eval import score
+from .holdouts import held_out_paths
 from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
 
 
@@ -40,8 +43,12 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 LOGMSE_FLOOR = 4e-6  # ~54 dB: below it a patch's error is under the 8-bit rounding the measure applies
 
 
-def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor,
+            denom: float | None = None) -> torch.Tensor:
     """Loss on Y over the pixels whose `weight` is 1: l1, l2 or charbonnier per pixel, or logmse per patch.
+
+    The sum is divided by `denom`, by default this batch's own normaliser (its weight sum, or its patch
+    count for logmse); a process holding one slice of a global batch passes the global one (`normaliser`).
 
     `logmse` is 10 log10 of each patch's MSE, averaged over the batch: minus the mean patch PSNR. A mean of
     per-image PSNR weighs a small error on a flat picture as much as a large one on a busy picture, which
@@ -50,7 +57,8 @@ def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor)
     err = sr - hr
     if kind == "logmse":
         mse = (err**2 * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1.0)
-        return (10.0 * torch.log10(mse + LOGMSE_FLOOR)).mean()
+        per_patch = 10.0 * torch.log10(mse + LOGMSE_FLOOR)
+        return per_patch.sum() / (len(per_patch) if denom is None else denom)
     if kind == "l1":
         per_pixel = err.abs()
     elif kind == "l2":
@@ -59,16 +67,23 @@ def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor)
         per_pixel = torch.sqrt(err**2 + 1e-6)
     else:
         raise ValueError(f"unknown loss {kind!r}")
-    return (per_pixel * weight).sum() / weight.sum()
+    return (per_pixel * weight).sum() / (weight.sum() if denom is None else denom)
+
+
+def normaliser(kind: str, weight: np.ndarray) -> float:
+    """What `loss_fn` divides a whole batch's sum by: its patch count (logmse) or its weight sum."""
+    return float(len(weight)) if kind == "logmse" else float(weight.sum(dtype=np.float64))
 
 
 def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     """Training images, and validation images (a seeded hold-out of the data when `holdout` > 0).
 
     `extra` folders are not read here: they do not change the split, and measuring a released model
-    must not need them (`train` adds them with `extra_images`).
+    must not need them (`train` adds them with `extra_images`). Images of a named hold-out
+    (`trainer.holdouts`) are dropped first, so they are never trained on.
     """
-    paths = [p for folder in cfg.data for p in list_images(folder)]
+    never = held_out_paths()
+    paths = [p for folder in cfg.data for p in list_images(folder) if p.resolve() not in never]
     if cfg.holdout <= 0:
         return paths, list_images(cfg.val)
     if cfg.holdout >= len(paths):
@@ -82,15 +97,17 @@ def extra_images(folders: tuple[str, ...], val: list[Path]) -> list[Path]:
     """Images of the training-only folders, less any whose pixels equal a validation image.
 
     Extra data often comes from the same public collection as the hold-out (a packaged clip-art set), so
-    the check is on decoded pixels, not on file names, lest the run validate on what it trained on.
+    the check is on decoded pixels, not on file names, lest the run validate on what it trained on. The
+    named hold-outs (`trainer.holdouts`, e.g. the manga pages) are skipped the same way.
     """
     if not folders:
         return []
-    held = {pixel_digest(p) for p in val}
+    never = held_out_paths()
+    held = {pixel_digest(p) for p in [*val, *never]}
     paths = [p for folder in folders for p in list_images(folder)]
-    kept = [p for p in paths if pixel_digest(p) not in held]
-    print(f"extra data: {len(kept)} images ({len(paths) - len(kept)} equal to a validation image, skipped)",
-          file=sys.stderr)
+    kept = [p for p in paths if p.resolve() not in never and pixel_digest(p) not in held]
+    print(f"extra data: {len(kept)} images ({len(paths) - len(kept)} equal to a validation or hold-out image, "
+          "skipped)", file=sys.stderr)
     return kept
 
 
@@ -186,12 +203,14 @@ def plot(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
+def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str = "auto") -> Path:
     """Run (or resume) training; returns the path of the final checkpoint.
 
     `command` (the command line) is appended to the checkpoint's history, so the model card can
-    list every invocation that made the weights, resumes included.
+    list every invocation that made the weights, resumes included. Under torchrun each process trains on
+    its slice of the global batch (`trainer.distributed`); process 0 validates and saves.
     """
+    world = init_world(device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -203,6 +222,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
                            context=net.cfg.radius if cfg.context else 0,
                            extra=load_pairs("", cfg.scale, extra_paths), extra_share=cfg.extra_share)
     val_pairs = load_pairs("", cfg.scale, val_paths)
+    net.to(world.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history = 0, {"loss": [], "val": [], "seconds": 0.0, "border": BORDER}  # how patches met the edge
     last = out / "last.pt"
@@ -213,30 +233,35 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         sampler.rng.bit_generator.state = ckpt["sampler"]
         step, history = ckpt["step"], ckpt["history"]
         history.setdefault("border", f"zero-then-{BORDER}")  # a run begun before runs recorded their edge
-        print(f"resumed {last} at step {step}", file=sys.stderr)
+        if world.main:
+            print(f"resumed {last} at step {step}", file=sys.stderr)
     elif cfg.init_from:
         init_from(net, cfg.init_from)
         history["parent"] = parent_training(cfg.init_from)
     history.setdefault("commands", []).append(command or f"train({cfg})")
-    teacher = teacher_for(cfg) if cfg.distill else None
+    teacher = teacher_for(cfg).to(world.device) if cfg.distill else None
+    model = wrap(net, world)
     net.train()
-    bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, mininterval=2)
+    bar = tqdm(total=cfg.steps, initial=step, file=sys.stderr, dynamic_ncols=True, mininterval=2,
+               disable=not world.main)
     run_loss, t0 = 0.0, time.time()
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        lr_np, hr_np, w_np = sampler.batch(cfg.batch)
-        sr = net(torch.from_numpy(lr_np))
-        hr, weight = torch.from_numpy(hr_np), torch.from_numpy(w_np)
+        lr_np, hr_np, w_np = sampler.batch(cfg.batch)  # the global batch, the same in every process
+        denom = normaliser(cfg.loss, w_np)
+        x, hr, weight = (torch.from_numpy(a).to(world.device) for a in world.shard(lr_np, hr_np, w_np))
+        sr = model(x)
         if teacher is not None:
             with torch.no_grad():
-                hr = teacher(torch.from_numpy(lr_np))
-        loss = loss_fn(cfg.loss, sr, hr, weight)
+                hr = teacher(x)
+        part = loss_fn(cfg.loss, sr, hr, weight, denom) * world.size  # DDP averages gradients over processes
+        loss = world.mean(part)
         if not torch.isfinite(loss):
             raise SystemExit(f"loss is {loss.item()} at step {step}: stopping without saving "
                              f"(last good checkpoint: {last}); lower --lr or check the data")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        part.backward()
         opt.step()
         step += 1
         run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
@@ -245,6 +270,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
             bar.set_postfix(loss=f"{run_loss:.5f}", psnr=f"{10 * math.log10(1 / max(mse, 1e-12)):.2f}")
             history["loss"].append((step, run_loss))
         bar.update(1)
+        if not world.main:
+            continue
         if step % cfg.eval_every == 0 or step == cfg.steps:
             val_psnr, val_ssim = validate(net, val_pairs, cfg.scale)
             history["val"].append((step, val_psnr))
@@ -259,14 +286,19 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
             save_atomic(checkpoint(net, opt, step, cfg, sampler, history), last)
             plot(history, out / "curves.png")
     bar.close()
+    close(world)
     return last
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: parse the config, train."""
     argv = sys.argv[1:] if argv is None else argv
-    cfg, resume = TrainConfig.from_args(argv)
-    train(cfg, resume, "python -m trainer.train " + shlex.join(argv))
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="where to train (auto: CUDA when torch sees a GPU); not part of the run's config")
+    where, rest = pre.parse_known_args(argv)
+    cfg, resume = TrainConfig.from_args(rest)
+    train(cfg, resume, "python -m trainer.train " + shlex.join(rest), where.device)
     return 0
 
 
