@@ -17,6 +17,7 @@ PACKAGES = {
     "tqdm": "tqdm",
     "matplotlib": "matplotlib",
     "skimage": "scikit-image",
+    "scipy": "scipy",
     "onnx": "onnx",
     "onnxruntime": "onnxruntime",
 }
