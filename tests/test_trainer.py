@@ -180,8 +180,17 @@ def test_extra_share_sets_the_patch_mix(image_dir):
     assert by_area.weights[2:].sum() == pytest.approx(10 / 11)
     mixed = PatchSampler(main, 2, 12, augment=False, seed=0, extra=extra, extra_share=0.25)
     assert mixed.weights[2:].sum() == pytest.approx(0.25)
+    # one share per folder: folder 1 gets 30%; folder 2 (share 0) joins the main data by area
+    per = PatchSampler(main, 2, 12, augment=False, seed=0, extra=[pairs[2:4], pairs[4:] * 3], extra_share=(0.3, 0.0))
+    area = np.array([p.lr_y.size for p in per.pairs], np.float64)
+    assert [p.name for p in per.pairs] == [p.name for p in main + pairs[4:] * 3 + pairs[2:4]]
+    assert per.weights[-2:].sum() == pytest.approx(0.3)
+    assert per.weights[:8] == pytest.approx(0.7 * area[:8] / area[:8].sum())
     with pytest.raises(ValueError, match="extra_share"):
-        TrainConfig(extra_share=1.0)
+        TrainConfig(extra_share=(1.0,))
+    with pytest.raises(ValueError, match="2 values for 3 extra folders"):
+        TrainConfig(extra=("a", "b", "c"), extra_share=(0.1, 0.2))
+    assert TrainConfig.from_dict({"extra": ["a", "b"], "extra_share": ["0.25", "0"]}).extra_share == (0.25, 0.0)
 
 
 def test_training_reduces_loss(image_dir, tmp_path):

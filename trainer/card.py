@@ -69,8 +69,13 @@ def _training_lines(training: dict, depth: int = 0) -> list[str]:
     commands = training.get("commands") or ["not recorded"]
     holdout = f" minus a seeded hold-out of {cfg['holdout']} images" if cfg.get("holdout") else ""
     extra = f"; training only: {', '.join(cfg['extra'])}" if cfg.get("extra") else ""
-    if extra and cfg.get("extra_share"):
-        extra += f" ({cfg['extra_share']:.0%} of the patches)"
+    shares = cfg.get("extra_share") or []
+    shares = shares if isinstance(shares, list) else [shares]  # runs before per-folder shares saved one number
+    if extra and len(shares) == 1 and shares[0]:
+        extra += f" ({shares[0]:.0%} of the patches)"
+    elif extra and any(shares):
+        extra += " (shares of the patches: " + ", ".join(
+            f"{Path(f).name} {s:.0%}" for f, s in zip(cfg["extra"], shares) if s) + "; the rest by area)"
     lines = [f"{pad}- data: {', '.join(cfg['data'])}{holdout}{extra}",
              f"{pad}- recipe: {cfg['loss']} loss, batch {cfg['batch']} of {cfg['patch']}px LR patches"
              f"{_context(cfg, training)}, Adam "

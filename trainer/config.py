@@ -39,7 +39,8 @@ class TrainConfig:
     holdout: int = 0                  # keep a seeded N images of the data for validation instead of `val`
     extra: tuple[str, ...] = ()       # training-only folders: never drawn into the hold-out; copies of a
                                       # validation image (same pixels) are skipped
-    extra_share: float = 0.0          # share of patches drawn from `extra` (0: by area, like the rest)
+    extra_share: tuple[float, ...] = ()  # share of patches drawn from `extra`: one value for all of it, or
+                                      # one per extra folder (0 or none: by area, like the rest)
     holdout_sets: tuple[str, ...] = ()  # named second hold-outs (trainer.holdouts, e.g. manga) the run is
                                       # also measured on; every named hold-out is kept out of training anyway
     qat: tuple[int, ...] = ()         # conv layers trained with int8 fake quantization (trainer.quant), e.g. 1
@@ -54,8 +55,11 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if min(self.steps, self.batch, self.patch, self.eval_every, self.ckpt_every, self.threads) < 1:
             raise ValueError("steps, batch, patch, eval_every, ckpt_every and threads must be >= 1")
-        if not 0.0 <= self.extra_share < 1.0:
-            raise ValueError(f"extra_share must be in [0, 1), got {self.extra_share}")
+        if any(not 0.0 <= s < 1.0 for s in self.extra_share) or sum(self.extra_share) >= 1.0:
+            raise ValueError(f"extra_share values must be in [0, 1) with a sum under 1, got {list(self.extra_share)}")
+        if len(self.extra_share) > 1 and len(self.extra_share) != len(self.extra):
+            raise ValueError(f"extra_share: {len(self.extra_share)} values for {len(self.extra)} extra folders "
+                             "(give one value, or one per folder)")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0, got {self.holdout}")
         if any(not 0 <= q <= len(self.channels) for q in self.qat):
@@ -118,7 +122,8 @@ class TrainConfig:
         d = dict(d)
         for f in fields(cls):
             if f.name in d and "tuple" in str(f.type):
-                d[f.name] = tuple(int(x) if f.name in ("channels", "qat") else x for x in _as_list(d[f.name]))
+                cast = {"channels": int, "qat": int, "extra_share": float}.get(f.name, lambda x: x)
+                d[f.name] = tuple(cast(x) for x in _as_list(d[f.name]))
         return cls(**d)
 
     def to_dict(self) -> dict:

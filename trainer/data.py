@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -135,12 +135,27 @@ def shave(img: np.ndarray, border: int) -> np.ndarray:
     return img[border:-border, border:-border] if border else img
 
 
+def _pool_weights(pools: "list[tuple[list[Pair], float]]") -> np.ndarray:
+    """Drawing probability of each picture: by area within its pool, pools by their shares; the first
+    pool (the main data) gets what the others leave. An empty pool's share goes to the rest."""
+    full = [(pool, share) for pool, share in pools if pool]
+    rest = 1.0 - sum(share for _, share in pools[1:])
+    parts = []
+    for i, (pool, share) in enumerate(full):
+        area = np.array([p.lr_y.size for p in pool], dtype=np.float64)
+        parts.append(area / area.sum() * (rest if pool is pools[0][0] else share))
+    w = np.concatenate(parts)
+    return w / w.sum()
+
+
 class PatchSampler:
     """Random aligned (LR, HR) luma patches from a list of pairs, with flips/rotations.
 
     Pictures are drawn in proportion to their area, so every pixel is equally likely. `extra` pairs
-    (training-only data) join them; `extra_share` > 0 gives that group a fixed share of the patches
-    instead, so a large extra collection cannot crowd out the data the model is for.
+    (training-only data: one list, or one list per folder) join them. `extra_share` fixes shares of the
+    patches instead, so a large extra collection cannot crowd out the data the model is for: one value
+    is the share of all extra data together; one value per folder is that folder's share (0: the folder
+    joins the main data by area, which gets what the shares leave).
 
     Flips and 90-degree rotations commute with the centre-aligned symmetric downscale, so augmenting
     the LR and HR patch together gives a valid pair. The generator state is part of the checkpoint,
@@ -155,18 +170,24 @@ class PatchSampler:
     """
 
     def __init__(self, pairs: list[Pair], scale: int, patch: int, augment: bool, seed: int,
-                 context: int = 0, extra: tuple[Pair, ...] | list[Pair] = (), extra_share: float = 0.0) -> None:
+                 context: int = 0, extra: "Sequence[Pair] | Sequence[Sequence[Pair]]" = (),
+                 extra_share: float | Sequence[float] = 0.0) -> None:
         self.window = patch + 2 * context
-        main, more = ([p for p in group if min(p.lr_y.shape) >= self.window] for group in (pairs, extra))
-        self.pairs = main + more
+        groups = [list(g) for g in extra] if extra and not isinstance(extra[0], Pair) else [list(extra)]
+        shares = list(extra_share) if isinstance(extra_share, (list, tuple)) else [extra_share]
+        if len(shares) != len(groups):  # one share (or none) for several folders: they are one group
+            groups, shares = [[p for g in groups for p in g]], (shares or [0.0])[:1]
+        usable = lambda group: [p for p in group if min(p.lr_y.shape) >= self.window]  # noqa: E731
+        pools: list[tuple[list[Pair], float]] = [(usable(pairs), 0.0)]
+        for group, share in zip(groups, shares):
+            if share > 0:
+                pools.append((usable(group), share))
+            else:
+                pools[0][0].extend(usable(group))
+        self.pairs = [p for pool, _ in pools for p in pool]
         if not self.pairs:
             raise ValueError(f"no training image is at least {self.window * scale} px on its short side")
-        area = np.array([p.lr_y.size for p in self.pairs], dtype=np.float64)
-        if extra_share > 0 and main and more:  # the extra group gets that share of patches, else all by area
-            k = len(main)
-            area[:k] *= (1.0 - extra_share) / area[:k].sum()
-            area[k:] *= extra_share / area[k:].sum()
-        self.weights = area / area.sum()
+        self.weights = _pool_weights(pools)
         self.scale, self.patch, self.context, self.augment = scale, patch, context, augment
         self.rng = np.random.default_rng(seed)
 

@@ -216,11 +216,11 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_data(cfg)
-    extra_paths = extra_images(cfg.extra, val_paths)
+    extra_paths = [extra_images((folder,), val_paths) for folder in cfg.extra]  # one group per folder
     net = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation, quant=cfg.qat))
     sampler = PatchSampler(load_pairs("", cfg.scale, train_paths), cfg.scale, cfg.patch, cfg.augment, cfg.seed,
                            context=net.cfg.radius if cfg.context else 0,
-                           extra=load_pairs("", cfg.scale, extra_paths), extra_share=cfg.extra_share)
+                           extra=[load_pairs("", cfg.scale, g) for g in extra_paths], extra_share=cfg.extra_share)
     val_pairs = load_pairs("", cfg.scale, val_paths)
     net.to(world.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
