@@ -229,9 +229,9 @@ def test_logmse_training_raises_patch_psnr(image_dir, tmp_path):
     assert losses[-1] < losses[0] - 3.0            # 3 dB better patches
 
 
-@pytest.mark.parametrize("context", [False, True])
-def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch, context):
-    whole = train_mod.train(_cfg(image_dir, tmp_path / "a", context=context))
+@pytest.mark.parametrize("context,loss", [(False, "l1"), (True, "l1"), (True, "picture_db")])
+def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch, context, loss):
+    whole = train_mod.train(_cfg(image_dir, tmp_path / "a", context=context, loss=loss))
     calls = {"n": 0}
 
     def crash_after_first_checkpoint(history, path):
@@ -239,7 +239,7 @@ def test_resume_repeats_uninterrupted_run(image_dir, tmp_path, monkeypatch, cont
         raise KeyboardInterrupt("simulated kill")
 
     monkeypatch.setattr(train_mod, "plot", crash_after_first_checkpoint)
-    cfg_b = _cfg(image_dir, tmp_path / "b", context=context)
+    cfg_b = _cfg(image_dir, tmp_path / "b", context=context, loss=loss)
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg_b)
     assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)["step"] == 4
@@ -420,3 +420,20 @@ def test_card_cli_rewrites_the_card_of_a_folder(image_dir, tmp_path, capsys):
     assert (tmp_path / "models" / "MODEL_CARD.md").read_text() == card.render_card(tmp_path / "models")
     with pytest.raises(SystemExit):
         card.main([str(tmp_path / "empty")])
+
+
+def test_picture_db_weighs_each_picture_by_its_own_db(image_dir, tmp_path):
+    """Weights are 1/MSE normalised per pool; a picture-dB run resumes as it runs; pools keep their shares."""
+    pairs = load_pairs(image_dir, 2)
+    s = PatchSampler(pairs[:4], 2, 12, augment=False, seed=0, extra=[pairs[4:]], extra_share=(0.4,))
+    s.weigh_pictures(np.array([1e-3, 1e-4, 1e-4, 1e-2, 1e-3, 4e-3]), floor=4e-6)
+    w = s.picture_weight
+    assert w[1] == pytest.approx(10 * w[0]) and w[3] == pytest.approx(w[0] / 10) and w[4] == pytest.approx(4 * w[5])
+    for pool in (0, 1):
+        at = s.pool_of == pool
+        assert float((s.weights[at] * w[at]).sum() / s.weights[at].sum()) == pytest.approx(1.0)
+    _, _, m = s.batch(16)
+    assert set(np.unique(m)) <= {0.0, *map(float, w)}
+    whole = train_mod.train(_cfg(image_dir, tmp_path / "a", loss="picture_db", init_from=""))
+    ckpt = torch.load(whole, weights_only=False)
+    assert len(ckpt["picture_mse"]) == 6 and min(ckpt["picture_mse"]) > 0

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 PRESETS = Path(__file__).parent / "presets"
-LOSSES = ("l1", "l2", "charbonnier", "logmse")
+LOSSES = ("l1", "l2", "charbonnier", "logmse", "picture_db")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class TrainConfig:
     name: str = "espcn_x2"
     activation: str = "tanh"
     channels: tuple[int, ...] = (64, 32)
-    loss: str = "l1"                  # l1 | l2 | charbonnier | logmse
+    loss: str = "l1"                  # l1 | l2 | charbonnier | logmse | picture_db (l2, each picture by its dB)
     steps: int = 20000
     batch: int = 32
     patch: int = 32                   # LR patch side; HR patch = patch * scale

@@ -188,11 +188,27 @@ class PatchSampler:
         if not self.pairs:
             raise ValueError(f"no training image is at least {self.window * scale} px on its short side")
         self.weights = _pool_weights(pools)
+        self.pool_of = np.concatenate([np.full(len(pool), i) for i, (pool, _) in enumerate(pools)]).astype(int)
+        self.picture_weight = np.ones(len(self.pairs), np.float32)  # loss weight of each picture's pixels
         self.scale, self.patch, self.context, self.augment = scale, patch, context, augment
         self.rng = np.random.default_rng(seed)
 
+    def weigh_pictures(self, mse: np.ndarray, floor: float) -> None:
+        """Weight each picture's pixels by 1 / its MSE (floored), normalised to a mean of 1 within each pool.
+
+        L2 with these weights follows the gradient of the mean over pictures of 10 log10(MSE), i.e. of the
+        mean per-image PSNR the benchmarks report, at the MSEs given: a picture the network already gets
+        nearly right is not traded away for a few per cent on a hard one. Pools keep their patch shares."""
+        self.picture_mse = np.asarray(mse, np.float64)  # kept in the checkpoint: a resumed run weighs the same
+        w = 1.0 / np.maximum(self.picture_mse, floor)
+        for pool in np.unique(self.pool_of):
+            at = self.pool_of == pool
+            w[at] /= float((self.weights[at] * w[at]).sum() / self.weights[at].sum())
+        self.picture_weight = w.astype(np.float32)
+
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(n, 1, w, w) LR, (n, 1, rw, rw) HR float32 windows and the HR loss weight (0 or 1) of each pixel."""
+        """(n, 1, w, w) LR, (n, 1, rw, rw) HR float32 windows and the HR loss weight of each pixel (0 outside
+        the counted patch, else its picture's weight: 1 unless `weigh_pictures` set it)."""
         w, r = self.window, self.scale
         lr = np.empty((n, 1, w, w), np.float32)
         hr = np.empty((n, 1, w * r, w * r), np.float32)
@@ -209,7 +225,7 @@ class PatchSampler:
                 if flip:
                     a, b, m = a[:, ::-1], b[:, ::-1], m[:, ::-1]
             lr[i, 0], hr[i, 0] = a, b
-            weight[i, 0] = np.kron(m, np.ones((r, r), np.float32))
+            weight[i, 0] = np.kron(m, np.full((r, r), self.picture_weight[k], np.float32))
         return lr, hr, weight
 
     def _cut(self, pair: Pair, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,8 @@ def loss_fn(kind: str, sr: torch.Tensor, hr: torch.Tensor, weight: torch.Tensor,
     a plain L2 over all pixels does not; this loss weighs patches the way that measure does.
     """
     err = sr - hr
+    if kind == "picture_db":  # l2; the picture weights are in `weight` (PatchSampler.weigh_pictures)
+        kind = "l2"
     if kind == "logmse":
         mse = (err**2 * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1.0)
         per_patch = 10.0 * torch.log10(mse + LOGMSE_FLOOR)
@@ -115,6 +117,14 @@ def pixel_digest(path: Path) -> str:
     """SHA-256 of an image's decoded RGB pixels and size."""
     rgb = load_rgb(path)
     return hashlib.sha256(repr(rgb.shape).encode() + rgb.tobytes()).hexdigest()
+
+
+def picture_mse(net: ESPCN, pairs: list[Pair]) -> np.ndarray:
+    """MSE of the network (as it runs, edge mirrored, no clamp) on each whole training picture."""
+    net.eval()
+    out = np.array([float(np.mean((upscale_plane(net, p.lr_y, clamp=False) - p.hr_y) ** 2)) for p in pairs])
+    net.train()
+    return out
 
 
 def validate(net: ESPCN, pairs: list[Pair], scale: int) -> tuple[float, float]:
@@ -178,7 +188,7 @@ def checkpoint(net: ESPCN, opt: torch.optim.Optimizer, step: int, cfg: TrainConf
     """The one checkpoint dict: everything a resumed run needs to repeat the uninterrupted one."""
     return {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "config": cfg.to_dict(), "arch": dataclasses.asdict(net.cfg), "sampler": sampler.rng.bit_generator.state,
-            "history": history}
+            "history": history, **({"picture_mse": sampler.picture_mse.tolist()} if cfg.loss == "picture_db" else {})}
 
 
 def plot(history: dict, path: Path) -> None:
@@ -232,12 +242,16 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str
         opt.load_state_dict(ckpt["optimizer"])
         sampler.rng.bit_generator.state = ckpt["sampler"]
         step, history = ckpt["step"], ckpt["history"]
+        if "picture_mse" in ckpt:
+            sampler.weigh_pictures(np.asarray(ckpt["picture_mse"]), LOGMSE_FLOOR)
         history.setdefault("border", f"zero-then-{BORDER}")  # a run begun before runs recorded their edge
         if world.main:
             print(f"resumed {last} at step {step}", file=sys.stderr)
     elif cfg.init_from:
         init_from(net, cfg.init_from)
         history["parent"] = parent_training(cfg.init_from)
+    if cfg.loss == "picture_db" and not (resume and last.exists()):
+        sampler.weigh_pictures(picture_mse(net, sampler.pairs), LOGMSE_FLOOR)  # at the starting weights
     history.setdefault("commands", []).append(command or f"train({cfg})")
     teacher = teacher_for(cfg).to(world.device) if cfg.distill else None
     model = wrap(net, world)
