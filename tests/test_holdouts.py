@@ -94,3 +94,15 @@ def test_rgba_is_flattened_onto_white(tmp_path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     rgb = load_rgb(tmp_path / "a.png")
     assert (rgb[:2] == [200, 0, 0]).all() and (rgb[2:] == 255).all()
+
+
+@needs_shared
+def test_named_lineart_hold_out_is_the_anime_presets_split(monkeypatch):
+    """A model trained elsewhere (manga) is measured on exactly the line-art images the anime model held out."""
+    from trainer.train import split_data
+
+    monkeypatch.chdir(REPO)
+    assert holdouts.holdout("lineart") == split_data(TrainConfig.from_dict(load_preset("anime")))[1]
+    manga = TrainConfig.from_dict(load_preset("manga"))
+    train, val = split_data(manga)
+    assert val == holdouts.holdout("manga") and len(train) == 29 - len(val)

@@ -1,8 +1,9 @@
 """Named test sets carved out of training folders: seeded, spread over every title, never trained on.
 
-The line-art model's first hold-out is a seeded share of `lineart/` (`TrainConfig.holdout`). Manga came
-later, in a folder of its own (`lineart_extra/manga`, one sub-folder per title or chapter), and gets a
-second hold-out here, so adding manga to training cannot change the first split. Every file of every named
+The line-art model's first hold-out is a seeded share of `lineart/` (`TrainConfig.holdout`; named here
+`lineart` too, so a model trained on other data is measured on it). Manga came later, in a folder of its
+own (`lineart_extra/manga`, one sub-folder per title or chapter), and gets a second hold-out here, so
+adding manga to training cannot change the first split. Every file of every named
 hold-out is kept out of training whatever the run's config says (`held_out_paths`); a run lists in
 `TrainConfig.holdout_sets` the ones it is also measured on.
 """
@@ -16,8 +17,10 @@ import numpy as np
 from .data import list_images
 
 MANGA = Path("../shared/data/lineart_extra/manga")  # relative to the repository root, like the presets
+LINEART = Path("../shared/data/lineart")
 SHARE = 0.25  # of each sub-folder, rounded up: 3 + 1 + 4 = 8 of the 29 pages, both titles
 SEED = 0
+LINEART_COUNT = 16  # the anime preset's `holdout`: the same seeded draw as `train.split_data` makes
 
 
 def split_by_folder(root: Path, share: float = SHARE, seed: int = SEED) -> list[Path]:
@@ -34,19 +37,26 @@ def split_by_folder(root: Path, share: float = SHARE, seed: int = SEED) -> list[
     return held
 
 
-HOLDOUTS = {"manga": MANGA}
+def seeded_draw(root: Path, count: int = LINEART_COUNT, seed: int = SEED) -> list[Path]:
+    """`count` images of `root` drawn as `TrainConfig.holdout` draws them (the anime preset's hold-out)."""
+    paths = list_images(root)
+    held = {int(i) for i in np.random.default_rng(seed).permutation(len(paths))[:count]}
+    return [p for i, p in enumerate(paths) if i in held]
+
+
+HOLDOUTS = {"manga": (MANGA, split_by_folder), "lineart": (LINEART, seeded_draw)}
 
 
 def holdout(name: str) -> list[Path]:
     """The images of the named hold-out (an error naming the set and its folder when that is absent)."""
     if name not in HOLDOUTS:
         raise ValueError(f"unknown hold-out {name!r}; known: {', '.join(sorted(HOLDOUTS))}")
-    root = HOLDOUTS[name]
+    root, draw = HOLDOUTS[name]
     if not root.is_dir():
         raise FileNotFoundError(f"hold-out {name!r} needs {root.resolve()} (run from the repository root)")
-    return split_by_folder(root)
+    return draw(root)
 
 
 def held_out_paths() -> set[Path]:
     """Resolved paths of every named hold-out whose folder exists: never to be trained on."""
-    return {p.resolve() for name, root in HOLDOUTS.items() if root.is_dir() for p in holdout(name)}
+    return {p.resolve() for name, (root, _) in HOLDOUTS.items() if root.is_dir() for p in holdout(name)}

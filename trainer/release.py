@@ -42,6 +42,8 @@ def eval_sets(cfg: TrainConfig) -> dict[str, str | list[Path]]:
     """
     if cfg.holdout > 0:
         return {"holdout": split_data(cfg)[1], **{name: holdout(name) for name in cfg.holdout_sets}}
+    if cfg.holdout_sets:
+        return {name: holdout(name) for name in cfg.holdout_sets}
     if not EVAL.is_dir():
         raise SystemExit(f"evaluation sets not found at {EVAL.resolve()}: run from the repository root")
     return {"Set5": str(EVAL / "Set5"), "Set14": str(EVAL / "Set14")}

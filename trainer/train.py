@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .data import BORDER, Pair, PatchSampler, list_images, load_pairs, load_rgb
 from .distributed import close, init_world, wrap
 from .eval import score
-from .holdouts import held_out_paths
+from .holdouts import held_out_paths, holdout
 from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
 
 
@@ -82,17 +82,20 @@ def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
 
     `extra` folders are not read here: they do not change the split, and measuring a released model
     must not need them (`train` adds them with `extra_images`). Images of a named hold-out
-    (`trainer.holdouts`) are dropped first, so they are never trained on.
+    (`trainer.holdouts`) are dropped from training after the draw, so they are never trained on and the
+    draw stays what it was. With no `holdout` and named `holdout_sets`, the first of those validates.
     """
     never = held_out_paths()
-    paths = [p for folder in cfg.data for p in list_images(folder) if p.resolve() not in never]
+    paths = [p for folder in cfg.data for p in list_images(folder)]
     if cfg.holdout <= 0:
-        return paths, list_images(cfg.val)
+        val = holdout(cfg.holdout_sets[0]) if cfg.holdout_sets else list_images(cfg.val)
+        return [p for p in paths if p.resolve() not in never], val
     if cfg.holdout >= len(paths):
         raise SystemExit(f"holdout={cfg.holdout} leaves no training image (the data has {len(paths)})")
-    order = np.random.default_rng(cfg.seed).permutation(len(paths))
+    order = np.random.default_rng(cfg.seed).permutation(len(paths))  # drawn before the named hold-outs go
     held = {int(i) for i in order[: cfg.holdout]}
-    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+    return ([p for i, p in enumerate(paths) if i not in held and p.resolve() not in never],
+            [p for i, p in enumerate(paths) if i in held])
 
 
 def extra_images(folders: tuple[str, ...], val: list[Path]) -> list[Path]:
