@@ -73,13 +73,17 @@ def test_named_models(monkeypatch, tmp_path, nearest2):
         models.resolve("", None)
     with pytest.raises(vs.Error, match="espcn_x2_anime.onnx is missing"):
         models.resolve("anime", 2)
-    for name in ("espcn_x2.onnx", "espcn_x4.onnx", "espcn_x2_anime.onnx"):
+    for name in ("espcn_x2.onnx", "espcn_x4.onnx", "espcn_x2_anime.onnx", "espcn_x2_manga.onnx"):
         make_espcn_onnx(tmp_path / name, 4 if "x4" in name else 2, "random")
     assert models.resolve("", None).path.name == "espcn_x2.onnx"
     assert models.resolve("natural", 4).path.name == "espcn_x4.onnx"
     assert models.resolve("anime", None).path.name == "espcn_x2_anime.onnx"
-    with pytest.raises(vs.Error, match="scale=2 only"):
-        models.resolve("anime", 3)
+    assert models.resolve("manga", 2).path.name == "espcn_x2_manga.onnx"
+    for name in ("anime", "manga"):
+        with pytest.raises(vs.Error, match=f'model="{name}" supports scale=2 only'):
+            models.resolve(name, 3)
+    with pytest.raises(vs.Error, match='"anime" / "manga" or a path'):
+        models.resolve("mango", 2)
 
 
 def test_model_errors(tmp_path, nearest2):

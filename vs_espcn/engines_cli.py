@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="prebuild the engine for a clip size")
     b.add_argument("--scale", type=int, default=None, help="2, 3 or 4 (default: the model's, else 2)")
-    b.add_argument("--model", default="", help='"" / "natural", "anime" or a path to an ONNX file')
+    b.add_argument("--model", default="", help='"" / "natural", "anime", "manga" or a path to an ONNX file')
     b.add_argument("--width", type=int, required=True, help="clip width (luma)")
     b.add_argument("--height", type=int, required=True, help="clip height (luma)")
     b.add_argument("--fp32", action="store_true", help="build fp32 (default fp16)")

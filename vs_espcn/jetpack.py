@@ -8,7 +8,7 @@ Sizes: a target that is exactly 2x, 3x or 4x the clip (and a scale the model has
 so the luma of `ESPCN().scale(clip, 2 * w, 2 * h)` equals `core.espcn.Upscale(clip, 2)`. Any other target
 larger than the clip runs the smallest network scale that reaches it (the largest one if none does) and
 then the kernel to the target. A target no larger than the clip is the kernel alone: a network that adds
-detail is of no use to a downscale. The shipped models are natural x2/x3/x4 and anime x2 only.
+detail is of no use to a downscale. The shipped models are natural x2/x3/x4 and anime and manga x2 only.
 
 vs-jetpack is optional: `import vs_espcn` never imports this module, and importing it without vs-jetpack
 raises one ImportError sentence that says what to install.
@@ -31,11 +31,11 @@ __all__ = ["ESPCN"]
 
 
 def network_scales(model: str) -> tuple[int, ...]:
-    """The scales `model` has weights for: (2, 3, 4) for the natural set, (2,) for anime, else the
+    """The scales `model` has weights for: (2, 3, 4) for the natural set, (2,) for anime and manga, else the
     scale in the ONNX file's metadata (read by the plugin's own model registry)."""
     if model in ("", "natural"):
         return models.SCALES
-    if model == "anime":
+    if model in models.X2_ONLY:
         return (2,)
     return (models.load(model).scale,)
 
@@ -80,8 +80,8 @@ class ESPCN(Scaler):
         """Configure the scaler; every argument is keyword-only, as in vsscale.
 
         Args:
-            model: `""`/`"natural"` (the photo models x2/x3/x4), `"anime"` (line art, x2), or a path to
-                an ONNX exported by the trainer (its own scale only).
+            model: `""`/`"natural"` (the photo models x2/x3/x4), `"anime"` (line art, x2), `"manga"`
+                (screentone manga, x2), or a path to an ONNX exported by the trainer (its own scale only).
             kernel: The kernel for the chroma and for the step from the network's size to the target.
                 Defaults to Catrom, as vsscale's scalers do.
             scaler: The scaler for those steps when it should differ from `kernel`.

@@ -24,7 +24,11 @@ import vapoursynth as vs
 
 SCALES = (2, 3, 4)
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-_NAMED = ("", "natural", "anime")
+X2_ONLY = {"anime": "espcn_x2_anime.onnx",  # line art, cartoons, anime frames
+           "manga": "espcn_x2_manga.onnx"}  # black-and-white manga with screentone
+_NAMED = ("", "natural", *X2_ONLY)
+NAMES_HELP = 'use model="" / "natural" / "anime" / "manga" or a path to an ONNX file'
+
 MAX_MODEL_MIB = 256  # generous: an ESPCN is ~100 KB, the largest sane conv net a few tens of MB
 
 _cache: dict[tuple[str, int, int], "ModelInfo"] = {}
@@ -49,9 +53,9 @@ def _error(problem: str, supported: str) -> vs.Error:
 
 
 def shipped_path(model: str, scale: int) -> Path:
-    """Path of a shipped model: natural x2/x3/x4 or the anime (line-art) x2."""
-    if model == "anime":
-        return MODEL_DIR / "espcn_x2_anime.onnx"
+    """Path of a shipped model: natural x2/x3/x4, or the x2 anime (line-art) or manga file."""
+    if model in X2_ONLY:
+        return MODEL_DIR / X2_ONLY[model]
     return MODEL_DIR / f"espcn_x{scale}.onnx"
 
 
@@ -208,7 +212,7 @@ def load(path: str | bytes | os.PathLike) -> ModelInfo:
         st = p.stat()
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop in resolve()
         raise _error(f"model file {name!r} not found",
-                     'use model="" / "natural" / "anime" or a path to an ONNX file') from None
+                     NAMES_HELP) from None
     if not stat.S_ISREG(st.st_mode):
         kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a pipe" if stat.S_ISFIFO(st.st_mode)
                 else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
@@ -234,8 +238,8 @@ def resolve(model: str, scale: int | None) -> ModelInfo:
     if scale is not None and scale not in SCALES:
         raise _error(f"scale={scale} is not supported", "scale must be 2, 3 or 4")
     if model in _NAMED:
-        if model == "anime" and scale not in (None, 2):
-            raise _error(f'model="anime" has no x{scale} weights', 'model="anime" supports scale=2 only')
+        if model in X2_ONLY and scale not in (None, 2):
+            raise _error(f'model="{model}" has no x{scale} weights', f'model="{model}" supports scale=2 only')
         path = shipped_path(model, scale or 2)
         if not path.is_file():
             raise _error(f"shipped model {path.name} is missing from {MODEL_DIR}",
