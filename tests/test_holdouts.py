@@ -106,3 +106,17 @@ def test_named_lineart_hold_out_is_the_anime_presets_split(monkeypatch):
     manga = TrainConfig.from_dict(load_preset("manga"))
     train, val = split_data(manga)
     assert val == holdouts.holdout("manga") and len(train) == 29 - len(val)
+
+
+@needs_shared
+def test_release_sets(monkeypatch):
+    """Anime: its split, manga (its config), and nothing twice; manga: its two named sets; photo + `also`."""
+    from trainer.release import eval_sets
+
+    monkeypatch.chdir(REPO)
+    anime = TrainConfig.from_dict(load_preset("anime"))
+    assert list(eval_sets(anime, ["manga"])) == ["holdout", "manga"]
+    assert list(eval_sets(TrainConfig.from_dict(load_preset("manga")))) == ["manga", "lineart"]
+    old_anime = TrainConfig.from_dict({"data": ["../shared/data/lineart"], "holdout": 16})
+    assert list(eval_sets(old_anime)) == ["holdout"] and list(eval_sets(old_anime, ["manga"])) == ["holdout", "manga"]
+    assert list(eval_sets(TrainConfig(), ["manga"])) == ["Set5", "Set14", "manga"]

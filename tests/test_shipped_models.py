@@ -48,7 +48,7 @@ def test_shipped_model_reproduces_its_card(name, monkeypatch):
     meta = _meta(MODELS / name)
     cfg = TrainConfig.from_dict(json.loads(meta["training"])["config"])
     stated = json.loads(meta["metrics"])
-    for set_name, data in eval_sets(cfg).items():
+    for set_name, data in eval_sets(cfg, json.loads(meta.get("extra_sets", "[]"))).items():
         table = evaluate(str(MODELS / name), data, cfg.scale, raw=True)
         for row in ("espcn", "espcn_noclamp"):  # the plugin's default output, and the network alone
             assert abs(table[row]["mean"][0] - stated[set_name][row][0]) < 0.02, row

@@ -400,7 +400,7 @@ def test_release_writes_the_card_beside_its_models(image_dir, tmp_path, monkeypa
     from trainer import release
 
     ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4))
-    monkeypatch.setattr(release, "measure", lambda ckpt, cfg: {"Set5": {"espcn": [30.0, 0.9]}})
+    monkeypatch.setattr(release, "measure", lambda ckpt, cfg, *also: {"Set5": {"espcn": [30.0, 0.9]}})
     monkeypatch.chdir(tmp_path)  # a default pointing at vs_espcn/models would write here
     assert release.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "trial" / "espcn_x2.onnx")]) == 0
     card = (tmp_path / "trial" / "MODEL_CARD.md").read_text()
