@@ -2,6 +2,7 @@
 of every reduced precision against fp32 through the plugin on Set5 and Set14."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def test_no_gpu_means_no_trt_warning(monkeypatch, caplog, onnx_x2):
     assert not caplog.records
 
 
-@pytest.mark.parametrize("name", ["espcn_x2.onnx", "espcn_x3.onnx", "espcn_x4.onnx", "espcn_x2_anime.onnx"])
+@pytest.mark.parametrize("name", ["espcn_x2.onnx", "espcn_x3.onnx", "espcn_x4.onnx", "espcn_x2_anime.onnx",
+                                  "espcn_x2_manga.onnx"])
 def test_centred_rewrite_is_exact_in_fp32(name):
     """The centred network on x - 0.5, plus 0.5, equals the network on x for every pixel at least the
     receptive radius from the edge (only the zero padding changes meaning)."""
@@ -144,22 +146,22 @@ def _psnr_through_plugin(core, pairs, scale: int, model: str, **kwargs) -> float
 
 
 def _eval_sets(model: str, scale: int) -> dict[str, list]:
-    """Where each shipped model is judged: the photo models on Set5 and Set14, the line-art model on
-    its own seeded hold-out (what its card reports)."""
+    """Where each shipped model is judged: the photo models on Set5 and Set14, the line-art model on its
+    own seeded hold-out, the manga model on the manga hold-out (the sets its card reports first)."""
     from trainer.data import load_pairs
 
-    if model == "anime":
-        from trainer.config import TrainConfig
-        from trainer.train import split_data
+    if model in ("anime", "manga"):
+        from trainer.holdouts import holdout
 
-        _, val = split_data(TrainConfig.from_dict({"data": [str(SHARED / "lineart")], "holdout": 16}))
-        return {"line-art hold-out": load_pairs("", scale, val)}
+        with contextlib.chdir(REPO):  # the hold-outs name ../shared relative to the repository
+            name = "lineart" if model == "anime" else "manga"
+            return {f"{name} hold-out": load_pairs("", scale, holdout(name))}
     return {name: load_pairs(SHARED / "eval" / name, scale) for name in ("Set5", "Set14")}
 
 
 @needs_bf16
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"evaluation images not found at {SHARED}")
-@pytest.mark.parametrize("model,scale", [("natural", 2), ("natural", 3), ("natural", 4), ("anime", 2)])
+@pytest.mark.parametrize("model,scale", [("natural", 2), ("natural", 3), ("natural", 4), ("anime", 2), ("manga", 2)])
 def test_bf16_keeps_the_quality_budget(core, model, scale):
     """OpenVINO bf16 (the CPU default where it exists) within BUDGET_DB of ONNX Runtime fp32, through the
     plugin (measured: x2 -0.017 / -0.007 dB on Set5 / Set14, line art -0.020)."""

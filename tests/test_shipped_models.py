@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "vs_espcn" / "models"
 SHARED = REPO.parent / "shared" / "data"
 SHIPPED = {"espcn_x2.onnx": 2, "espcn_x3.onnx": 3, "espcn_x4.onnx": 4, "espcn_x2_anime.onnx": 2,
+           "espcn_x2_manga.onnx": 2,
            # the int8 twins (QDQ, precision="int8"): measured through ONNX Runtime like the rest
-           "espcn_x2_int8.onnx": 2, "espcn_x3_int8.onnx": 3, "espcn_x4_int8.onnx": 4, "espcn_x2_anime_int8.onnx": 2}
+           "espcn_x2_int8.onnx": 2, "espcn_x3_int8.onnx": 3, "espcn_x4_int8.onnx": 4, "espcn_x2_anime_int8.onnx": 2,
+           "espcn_x2_manga_int8.onnx": 2}
 
 
 def _meta(path: Path) -> dict[str, str]:

@@ -68,6 +68,9 @@ def _training_lines(training: dict, depth: int = 0) -> list[str]:
     cfg, pad = training["config"], "  " * depth
     commands = training.get("commands") or ["not recorded"]
     holdout = f" minus a seeded hold-out of {cfg['holdout']} images" if cfg.get("holdout") else ""
+    if cfg.get("holdout_sets"):
+        holdout += (f"; measured on the named hold-outs {', '.join(cfg['holdout_sets'])} (`trainer/holdouts.py`; "
+                    "no run trains on their pictures)")
     extra = f"; training only: {', '.join(cfg['extra'])}" if cfg.get("extra") else ""
     shares = cfg.get("extra_share") or []
     shares = shares if isinstance(shares, list) else [shares]  # runs before per-folder shares saved one number
@@ -101,6 +104,7 @@ def _hours(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h" if seconds else "not recorded"
 
 
+NAMED_MODELS = ("anime", "manga")  # the plugin's model= names of the x2-only files (espcn_x2_<name>.onnx)
 HISTORY = "## Training history"  # a hand-written last section of the card, kept verbatim by --write
 
 
@@ -132,7 +136,8 @@ def summary_rows(models_dir: Path) -> str:
     for path in sorted(models_dir.glob("*.onnx")):
         meta = read_metadata(path)
         metrics = json.loads(meta["metrics"])
-        arg = '"anime"' if "anime" in path.stem else f'"" (scale={meta["scale"]})'
+        named = [n for n in NAMED_MODELS if f"_{n}" in path.stem]
+        arg = f'"{named[0]}"' if named else f'"" (scale={meta["scale"]})'
         cols = [_psnr_column(metrics, m) for m in ("espcn", "espcn_noclamp", "bicubic", "lanczos", "znedi3")]
         rows.append(f"| `{path.name}` | `{arg}` | {' / '.join(metrics)} | **{cols[0]}** | "
                     + " | ".join(cols[1:]) + " |")
