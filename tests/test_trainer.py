@@ -166,6 +166,8 @@ def test_extra_data_trains_but_never_validates(image_dir, tmp_path):
     Image.open(kept).save(extra / "copy_of_train.png")
     Image.fromarray(np.full((40, 40, 3), 7, np.uint8)).save(extra / "new.png")
     assert train_mod.split_data(dataclasses.replace(cfg, extra=(str(tmp_path / "absent"),)))[1] == held
+    with pytest.raises(SystemExit, match=r"extra folder .*runs/screentone not found \(make it with: python -m trainer.screentone"):
+        train_mod.extra_images((str(tmp_path / "runs" / "screentone"),), held)
     added = train_mod.extra_images((str(extra),), held)
     assert sorted(p.name for p in added) == ["copy_of_train.png", "new.png"]
     run = train_mod.train(dataclasses.replace(cfg, extra=(str(extra),), steps=2))

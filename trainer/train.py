@@ -107,6 +107,10 @@ def extra_images(folders: tuple[str, ...], val: list[Path]) -> list[Path]:
     """
     if not folders:
         return []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            hint = " (make it with: python -m trainer.screentone --out runs/screentone)" if "screentone" in folder else ""
+            raise SystemExit(f"extra folder {folder} not found{hint}")
     never = held_out_paths()
     held = {pixel_digest(p) for p in [*val, *never]}
     paths = [p for folder in folders for p in list_images(folder)]
