@@ -38,3 +38,21 @@ def onnx_nearest_x2(tmp_path_factory) -> Path:
     """An ESPCN x2 whose weights make it an exact nearest-neighbour upscaler (== resize.Point)."""
     return make_espcn_onnx(tmp_path_factory.mktemp("onnx") / "nearest_x2.onnx", 2, "nearest",
                            activation="relu")
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """Six small synthetic RGB images with edges and gradients (trainer tests)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    yy, xx = np.mgrid[0:72, 0:80]
+    for i in range(6):
+        base = 128 + 100 * np.sin(xx / (3 + i) + yy / (5 + i))
+        base[(xx // (8 + i) + yy // 9) % 2 == 0] *= 0.5
+        rgb = np.stack([base, base * 0.8, 255 - base], -1) + rng.normal(0, 3, (72, 80, 1))
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(d / f"im{i}.png")
+    return d

@@ -10,26 +10,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="trainer tests need torch (pip install .[train])")
-from PIL import Image  # noqa: E402
 
 from trainer import train as train_mod  # noqa: E402
 from trainer.distributed import World  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    """Four small RGB pictures with edges of every direction."""
-    d = tmp_path / "imgs"
-    d.mkdir()
-    yy, xx = np.mgrid[0:64, 0:72]
-    for i in range(4):
-        base = 128 + 90 * np.sin(xx / (3 + i) + yy / (4 + i))
-        base[(xx // (7 + i) + yy // 8) % 2 == 0] *= 0.6
-        rgb = np.stack([base, 255 - base, base * 0.7], -1)
-        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(d / f"im{i}.png")
-    return d
 
 
 def _run(args: list[str], nproc: int, tmp_path: Path) -> None:
@@ -43,9 +28,9 @@ def _run(args: list[str], nproc: int, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("loss,context", [("l2", "true"), ("logmse", "false")])
-def test_two_processes_equal_one_with_the_same_global_batch(images, tmp_path, loss, context):
+def test_two_processes_equal_one_with_the_same_global_batch(image_dir, tmp_path, loss, context):
     """Same steps, same sampler state, same weights within float tolerance; only process 0 writes."""
-    common = ["--data", str(images), "--val", str(images), "--steps", "6", "--batch", "8", "--patch", "10",
+    common = ["--data", str(image_dir), "--val", str(image_dir), "--steps", "6", "--batch", "8", "--patch", "10",
               "--warmup", "2", "--lr", "3e-3", "--loss", loss, "--context", context, "--eval_every", "6",
               "--ckpt_every", "3", "--threads", "1"]
     _run([*common, "--out", str(tmp_path / "one")], 1, tmp_path)
@@ -63,9 +48,9 @@ def test_two_processes_equal_one_with_the_same_global_batch(images, tmp_path, lo
     assert not list((tmp_path / "two").glob("*.tmp*")) and start is not None
 
 
-def test_two_processes_resume_like_one(images, tmp_path):
+def test_two_processes_resume_like_one(image_dir, tmp_path):
     """A torchrun run stopped at a checkpoint and resumed under torchrun ends where the uninterrupted one does."""
-    common = ["--data", str(images), "--val", str(images), "--batch", "8", "--patch", "10", "--warmup", "2",
+    common = ["--data", str(image_dir), "--val", str(image_dir), "--batch", "8", "--patch", "10", "--warmup", "2",
               "--lr", "3e-3", "--eval_every", "100", "--ckpt_every", "3", "--threads", "1"]
     _run([*common, "--out", str(tmp_path / "whole"), "--steps", "6"], 1, tmp_path)
     _run([*common, "--out", str(tmp_path / "split"), "--steps", "3"], 2, tmp_path)

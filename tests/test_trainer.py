@@ -50,19 +50,6 @@ def test_y_convention_is_studio_swing():
     np.testing.assert_allclose(rgb_to_y(rgb)[0] * 255, [16.0, 235.0], atol=1e-4)
 
 
-@pytest.fixture
-def image_dir(tmp_path):
-    """Six small synthetic RGB images with edges and gradients."""
-    rng = np.random.default_rng(0)
-    d = tmp_path / "imgs"
-    d.mkdir()
-    yy, xx = np.mgrid[0:72, 0:80]
-    for i in range(6):
-        base = 128 + 100 * np.sin(xx / (3 + i) + yy / (5 + i))
-        base[(xx // (8 + i) + yy // 9) % 2 == 0] *= 0.5
-        rgb = np.stack([base, base * 0.8, 255 - base], -1) + rng.normal(0, 3, (72, 80, 1))
-        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(d / f"im{i}.png")
-    return d
 
 
 def test_patches_are_aligned_pairs(image_dir):
