@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch", reason="trainer tests need torch (pip insta
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from test_trainer import _cfg, image_dir  # noqa: E402,F401 (fixture)
+from test_trainer import _cfg  # noqa: E402
 from trainer import export as export_mod  # noqa: E402
 from trainer import quant  # noqa: E402
 from trainer import train as train_mod  # noqa: E402
