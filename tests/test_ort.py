@@ -11,7 +11,7 @@ import vapoursynth as vs
 
 from onnx_models import make_espcn_onnx
 from test_support import onnx_dir, random2, random3  # noqa: F401
-from vs_espcn import backends, models
+from vs_espcn import backends, models, precision
 from vs_espcn.backends import ort as ort_backend
 
 
@@ -68,6 +68,7 @@ def test_options_are_frozen_keyword_only():
 
 def test_auto_warns_once_only_with_gpu(monkeypatch, caplog, random2):
     info = models.load(random2)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))  # OpenVINO first
     monkeypatch.setattr(backends, "ov_status", lambda: (True, ""))
     monkeypatch.setattr(backends, "_create_ov", lambda *a: (_ for _ in ()).throw(RuntimeError("no ov")))
     monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no libnvinfer"))

@@ -90,7 +90,43 @@ def test_auto_backend_order_and_fallback_logged_once(monkeypatch, caplog, onnx_x
         backends.create("ov", info, (8, 8))
 
 
-def test_no_gpu_means_no_trt_warning(monkeypatch, caplog, onnx_x2):
+def test_auto_takes_ort_where_the_cpu_runs_fp32_anyway(monkeypatch, caplog, onnx_x2, flags):
+    """Without bf16 instructions auto runs ONNX Runtime fp32 (faster than OpenVINO fp32), OpenVINO only as
+    its fallback; explicit reduced precisions still go to OpenVINO."""
+    info = models.load(onnx_x2)
+    monkeypatch.setattr(backends, "_warned", set())
+    monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no NVIDIA GPU"))
+    monkeypatch.setattr(backends, "gpu_present", lambda: False)
+    monkeypatch.setattr(backends, "ov_status", lambda: (True, ""))
+    monkeypatch.setattr(backends, "_create_ov", lambda m, s, o: f"ov-{o.precision}")
+    monkeypatch.setattr(backends, "_create_ort", lambda m, s, o: "ort-net")
+    flags("avx2", "fma")
+    assert backends.auto_order("auto") == ("trt", "ort", "ov")
+    assert backends.create("auto", info, (8, 8)) == "ort-net"
+    assert backends.create("auto", info, (8, 8), backends.BackendOptions(precision="fp32")) == "ort-net"
+    assert backends.create("ov", info, (8, 8)) == "ov-fp32"  # an explicit backend is never overruled
+    flags("avx2", "avx512_vnni")
+    assert backends.create("auto", info, (8, 8), backends.BackendOptions(precision="int8")) == "ov-int8"
+    flags("avx2", "avx512_bf16")
+    assert backends.create("auto", info, (8, 8)) == "ov-bf16"
+    flags("avx2")
+    monkeypatch.setattr(backends, "_create_ort", lambda *a: (_ for _ in ()).throw(RuntimeError("no ort")))
+    with caplog.at_level(logging.WARNING, logger="vs_espcn"):
+        assert backends.create("auto", info, (8, 8)) == "ov-fp32"
+    assert "ONNX Runtime unusable (RuntimeError: no ort); using OpenVINO" in caplog.text
+
+
+def test_ort_threads_are_shared_by_the_frames_in_flight(monkeypatch):
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert backends.OrtOptions().run_threads() == 8
+    assert backends.OrtOptions(streams=2).run_threads() == 4
+    assert backends.OrtOptions(threads=3, streams=2).run_threads() == 1
+    assert backends.OrtOptions(threads=1, streams=4).run_threads() == 1
+    assert backends.OrtOptions(threads=6, streams=1).run_threads() == 6
+
+
+def test_no_gpu_means_no_trt_warning(monkeypatch, caplog, onnx_x2, flags):
+    flags("avx512_bf16")
     monkeypatch.setattr(backends, "_warned", set())
     monkeypatch.setattr(backends, "trt_status", lambda device_id=0: (False, "no NVIDIA GPU"))
     monkeypatch.setattr(backends, "gpu_present", lambda: False)

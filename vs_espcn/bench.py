@@ -6,10 +6,10 @@ rounds (best round wins, so a noisy shared machine hurts all rows alike):
                        clamp, Spline36 chroma, props; the backend and precision `auto` picks)
   * `espcn ort fp32`, `espcn ov fp32/bf16/int8` - the same with the backend/precision fixed (int8: the
                        model's int8 twin, made by quantization-aware training)
-  * `mlrt ort`, `mlrt ov`, `mlrt ov bf16 s1/s2` - the same job built from vs-mlrt: Y -> GRAYS ->
-                       mirrored edge (Crop/Flip/Stack) -> core.ort/ov.Model -> crop -> 8 bit, chroma
-                       resized; ov at its default precision, then bf16 set in its config with 1 and 2
-                       streams (vs-mlrt's best CPU settings here)
+  * `mlrt ort`, `mlrt ort s2`, `mlrt ov`, `mlrt ov bf16 s1/s2` - the same job built from vs-mlrt: Y ->
+                       GRAYS -> mirrored edge (Crop/Flip/Stack) -> core.ort/ov.Model -> crop -> 8 bit,
+                       chroma resized; ort with 1 and 2 streams, ov at its default precision, then bf16
+                       set in its config with 1 and 2 streams (vs-mlrt's best CPU settings)
   * `lanczos`        - resize.Lanczos of the clip (the cheap baseline)
 Rows whose plugin or instruction set is missing are listed as skipped, with the reason. The table goes
 to stdout (this is a CLI, not a VapourSynth script).
@@ -108,6 +108,7 @@ def pipelines(model: Path, width: int, height: int, length: int, clip_path: str
             skipped.append(f"espcn ov {prec}: {exc}")
     if hasattr(core, "ort"):
         rows["mlrt ort"] = mlrt_job(yuv, model, info.radius, r, "ort", provider="CPU")
+        rows["mlrt ort s2"] = mlrt_job(yuv, model, info.radius, r, "ort", provider="CPU", num_streams=2)
     else:
         skipped.append("mlrt ort: vs-mlrt's ort plugin is not installed (pip install vapoursynth-mlrt-ort)")
     if hasattr(core, "ov"):

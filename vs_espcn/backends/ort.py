@@ -36,7 +36,7 @@ def _new_session(model: "ModelInfo", options: OrtOptions):
                        "pip install onnxruntime, or use backend=\"trt\" with TensorRT") from None
     ort.disable_telemetry_events()  # in case the host imported onnxruntime before us
     so = ort.SessionOptions()
-    so.intra_op_num_threads = max(0, int(options.threads))
+    so.intra_op_num_threads = options.run_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
