@@ -74,3 +74,19 @@ def test_auto_num_streams(core, random2):
     big = core.std.BlankClip(format=vs.GRAY8, width=3840, height=2160)
     assert graph.auto_streams(small) == graph.AUTO_STREAMS == 2
     assert graph.auto_streams(big) == 1  # tiled planes: a second frame would double the peak memory
+
+
+def test_ort_threads_split_over_the_frames_that_can_overlap(core, random2, monkeypatch, threads):
+    """ORT's threads go to the frames in flight, never to more frames than VapourSynth runs at once: with
+    core.num_threads=1 one frame has every thread."""
+    from vs_espcn import backends
+
+    seen = []
+    real = backends._create_ort
+    monkeypatch.setattr(backends, "_create_ort", lambda m, s, o: seen.append(o) or real(m, s, o))
+    clip = noise_clip(vs.GRAY8, 32, 24, length=1)
+    threads(4)
+    graph.upscale(clip, model=str(random2), backend="ort", threads=4, num_streams=2)
+    threads(1)
+    graph.upscale(clip, model=str(random2), backend="ort", threads=4, num_streams=2)
+    assert [o.run_threads() for o in seen] == [2, 4]

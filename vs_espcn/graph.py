@@ -153,7 +153,7 @@ def upscale(clip: vs.VideoNode, scale: int | None = None, model: str = "", backe
     plan = tile_plan(clip, info.radius, tile, overlap)
     options = backends.BackendOptions(
         precision=prec,
-        ort=backends.OrtOptions(threads=threads, streams=streams),
+        ort=backends.OrtOptions(threads=threads, streams=min(streams, core.num_threads)),  # frames that can overlap
         ov=backends.OvOptions(threads=threads, streams=streams),
         trt=backends.TrtOptions(fp16=fp16, device_id=device_id, num_streams=streams,
                                 cuda_graph=cuda_graph, static_shape=static_shape,
