@@ -69,7 +69,7 @@ def test_int8_errors_name_what_is_missing(core, random2, flags, monkeypatch, tmp
         graph.upscale(clip, backend="ov", precision="int8")
     monkeypatch.undo()  # the shipped twins again, on a CPU without VNNI
     flags("avx2")
-    with pytest.raises(vs.Error, match=r'precision="int8" is unavailable: this CPU has no int8 instructions'):
+    with pytest.raises(vs.Error, match=r'precision="int8" is unavailable: this CPU has no VNNI int8 instructions'):
         graph.upscale(clip, backend="ov", precision="int8")
 
 

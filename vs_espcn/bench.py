@@ -100,7 +100,7 @@ def pipelines(model: Path, width: int, height: int, length: int, clip_path: str
     ov_ok, ov_why = backends.ov_status()
     for prec in ("fp32", "bf16", "int8"):
         if not ov_ok or not precision.cpu_can(prec):
-            skipped.append(f"espcn ov {prec}: " + (ov_why or f"this CPU has no {prec} instructions"))
+            skipped.append(f"espcn ov {prec}: " + (ov_why or precision.unavailable("ov", prec) or ""))
             continue
         try:
             rows[f"espcn ov {prec}"] = upscale(yuv, model=str(model), backend="ov", precision=prec)

@@ -4,9 +4,10 @@ OpenVINO is driven through its C API (`ov_capi`), so it works beside vs-mlrt's `
 libopenvino vspipe loads first. Precision is always set explicitly (`INFERENCE_PRECISION_HINT`: OpenVINO
 would otherwise pick bf16 by itself on such a CPU). For bf16 the network is centred first
 (`vs_espcn.centered`: it takes x - 0.5 and returns y - 0.5), which halves bf16's error on the [0, 1] input
-and output; `offset` tells the frame path, which shifts in fp32 while it converts the plane. One compiled model per (model hash, tile shape, precision,
-threads, streams), shared by every Upscale call and held weakly (freed with the last graph); each calling thread runs its
-own infer request, whose input and output buffers are its own.
+and output; `offset` tells the frame path, which shifts in fp32 while it converts the plane. One compiled
+model per (model hash, tile shape, precision, threads, streams), shared by every Upscale call and held
+weakly (freed with the last graph); each frame leases an infer request from a pool of at most `streams`,
+whose input and output buffers are its own.
 """
 from __future__ import annotations
 
