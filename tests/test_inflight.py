@@ -78,7 +78,7 @@ def test_auto_num_streams(core, random2):
 
 def test_ort_threads_split_over_the_frames_that_can_overlap(core, random2, monkeypatch, threads):
     """ORT's threads go to the frames in flight, never to more frames than VapourSynth runs at once: with
-    core.num_threads=1 one frame has every thread."""
+    core.num_threads=1 the one frame has every thread."""
     from vs_espcn import backends
 
     seen = []
@@ -89,4 +89,4 @@ def test_ort_threads_split_over_the_frames_that_can_overlap(core, random2, monke
     graph.upscale(clip, model=str(random2), backend="ort", threads=4, num_streams=2)
     threads(1)
     graph.upscale(clip, model=str(random2), backend="ort", threads=4, num_streams=2)
-    assert [o.run_threads() for o in seen] == [2, 4]
+    assert [o.intra_threads() for o in seen] == [3, 4]  # 2 frames: 2 pool threads + 2 callers

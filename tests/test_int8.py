@@ -58,7 +58,7 @@ def test_int8_runs_the_twin(core):
     assert np.array_equal(int8, direct) and not np.array_equal(int8, bf16)
 
 
-@needs_int8
+@pytest.mark.skipif(not backends.ov_status()[0], reason="needs OpenVINO")
 def test_int8_errors_name_what_is_missing(core, random2, flags, monkeypatch, tmp_path):
     clip = core.std.BlankClip(format=vs.GRAY8, width=16, height=16, length=1)
     with pytest.raises(vs.Error, match=r'precision="int8" needs a quantized \(QDQ\) model, and random2.onnx'):

@@ -50,8 +50,6 @@ def test_y_convention_is_studio_swing():
     np.testing.assert_allclose(rgb_to_y(rgb)[0] * 255, [16.0, 235.0], atol=1e-4)
 
 
-
-
 def test_patches_are_aligned_pairs(image_dir):
     pairs = load_pairs(image_dir, 2)
     sampler = PatchSampler(pairs, 2, 16, augment=True, seed=3)

@@ -23,8 +23,8 @@ SUPPORTED = {"trt": ("fp16", "fp32"), "ov": ("bf16", "fp32", "int8"), "ort": ("f
 # Instruction-set flags (any one suffices) that make a CPU precision worth running.
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
 # Said with the error where the CPU lacks them (int8 without VNNI runs, but slower than fp32 would).
-WHY = {"int8": ": without them OpenVINO's int8 measured slower than ONNX Runtime fp32 (AVX2 Zen 3: 235 vs 222 ms "
-               "a 720x480 plane)"}
+WHY = {"int8": ": without them OpenVINO's int8 ran no faster than ONNX Runtime fp32 (AVX2 Zen 3, one 720x480 "
+               "plane: 235 vs 222 ms)"}
 
 
 @functools.cache

@@ -6,7 +6,7 @@ imported only inside the backend modules, so `import vs_espcn.backends` stays ch
 
 `create("auto", ...)` tries TensorRT (a usable NVIDIA GPU), then the fastest CPU path: OpenVINO where it
 runs a reduced precision (bf16 on a CPU that has it, or int8), else ONNX Runtime fp32 (faster than
-OpenVINO's fp32 where both run fp32: measured 1.4x on an AVX2-only Zen 3), each with the other as
+OpenVINO's fp32 where both run fp32: 1.4x on an AVX2-only Zen 3, 0.94-1.03x on Zen 5), each with the other as
 fallback; the first that is usable and runs the asked precision is taken, and each fallback is logged
 once per process on stderr with its reason (skipping TensorRT on a machine with no NVIDIA driver is no
 fallback, so it is not logged).
@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import shutil
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
 
@@ -53,18 +54,33 @@ class Backend(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class OrtOptions:
-    """ONNX Runtime CPU options: `threads` in all (0 = every core the process may use), shared by the
-    `streams` frames in flight: each run gets threads // streams of them (at least 1; `run_threads`).
-    Two frames on one thread each measured 1.14x one frame on two threads (2-core Zen 3): the network's
-    small layers scale poorly across threads, and ORT's spinning pool threads would fight each other."""
+    """ONNX Runtime CPU options: `threads` in all (0 = the physical cores this process may use) for the
+    `streams` frames in flight, which share one session (`intra_threads`)."""
 
     threads: int = 0
     streams: int = 1
 
-    def run_threads(self) -> int:
-        """Intra-op threads of one run."""
-        total = self.threads or len(os.sched_getaffinity(0))
-        return max(1, total // max(1, self.streams))
+    def intra_threads(self) -> int:
+        """The shared session's intra-op threads: each running frame's own thread joins the session's pool
+        of intra - 1 threads, so `streams` frames at once use `threads` in all (at least one each).
+        Measured on 2 cores: 2 frames x 1 thread gave 1.14x 1 frame x 2. One frame and threads=0 keep
+        ORT's own default (0: every physical core, pinned)."""
+        frames = max(1, self.streams)
+        if not self.threads and frames == 1:
+            return 0
+        return max(1, (self.threads or physical_cores()) - frames + 1)
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyperthread siblings count once)."""
+    cpus = os.sched_getaffinity(0)
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,13 +202,22 @@ def ov_status() -> tuple[bool, str]:
     return ov.available()
 
 
+def ort_status() -> tuple[bool, str]:
+    """Is onnxruntime installed (with the reason when not)? Found without importing it."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False, "onnxruntime is not installed (pip install onnxruntime)"
+    return True, ""
+
+
 def usable(kind: str, opts: BackendOptions) -> tuple[bool, str]:
     """Can backend `kind` run here at all (before any precision question)?"""
     if kind == "trt":
         return trt_status(opts.trt.device_id)
     if kind == "ov":
         return ov_status()
-    return True, ""
+    return ort_status()
 
 
 def auto_order(prec: str) -> tuple[str, ...]:
@@ -216,7 +241,7 @@ def create(kind: str, model: "ModelInfo", shape: tuple[int, int],
     """Create the backend `kind` ("auto" | "ort" | "ov" | "trt") for tiles of `shape` (H, W).
 
     An explicit kind that is unusable or cannot run the asked precision raises `vs.Error`. "auto" takes
-    the first of TensorRT, OpenVINO, ONNX Runtime that works, logging each fallback once (module doc).
+    the first backend of `auto_order` that works, logging each fallback once (module doc).
     """
     opts = _split(options)
     if kind not in KINDS:

@@ -22,7 +22,7 @@ from vs_espcn.backends import OrtOptions
 if TYPE_CHECKING:
     from vs_espcn.models import ModelInfo
 
-_sessions: "weakref.WeakValueDictionary[tuple[str, str, OrtOptions], object]" = weakref.WeakValueDictionary()
+_sessions: "weakref.WeakValueDictionary[tuple[str, str, int], object]" = weakref.WeakValueDictionary()
 _lock = threading.Lock()
 
 
@@ -33,10 +33,10 @@ def _new_session(model: "ModelInfo", options: OrtOptions):
         import onnxruntime as ort
     except ImportError as exc:
         raise vs.Error(f"espcn.Upscale: onnxruntime is not installed ({exc}); "
-                       "pip install onnxruntime, or use backend=\"trt\" with TensorRT") from None
+                       "pip install onnxruntime, or use backend=\"ov\" (OpenVINO) or \"trt\" (TensorRT)") from None
     ort.disable_telemetry_events()  # in case the host imported onnxruntime before us
     so = ort.SessionOptions()
-    so.intra_op_num_threads = options.run_threads()
+    so.intra_op_num_threads = options.intra_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -77,7 +77,7 @@ def _probe(sess, model: "ModelInfo") -> None:
 
 def session(model: "ModelInfo", options: OrtOptions):
     """The shared session for (model, options), created on first use."""
-    key = (str(model.path), model.sha256, options)
+    key = (str(model.path), model.sha256, options.intra_threads())  # the only option a session uses
     with _lock:
         sess = _sessions.get(key)
         if sess is None:
