@@ -18,8 +18,8 @@ import inspect
 import logging
 import os
 import shutil
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Union
 
 import numpy as np
