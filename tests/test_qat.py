@@ -60,7 +60,7 @@ def test_qat_from_fp32_starts_at_the_ptq_loss_and_goes_down(image_dir, tmp_path)
     fp32 = train_mod.train(_cfg(image_dir, tmp_path, steps=150, lr=3e-3, ckpt_every=150, eval_every=150))
     onnx_fp32 = export_mod.export(str(fp32), str(tmp_path / "fp32.onnx"))
     ptq = ESPCN(ESPCNConfig(quant=(1, 2)))
-    ptq.load_state_dict(load_model(str(fp32)).state_dict())
+    ptq.load_state_dict(load_model(str(fp32)).state_dict(), strict=False)  # act_range: ones
     start = ESPCN(ESPCNConfig(quant=(1, 2)))
     train_mod.init_from(start, str(onnx_fp32))  # what the QAT run does first
     lr, hr, w = train_mod.PatchSampler(train_mod.load_pairs(image_dir, 2), 2, 12, False, 5).batch(32)
@@ -96,3 +96,65 @@ def test_an_int8_onnx_restores_its_dequantized_weights(image_dir, tmp_path):
         train_mod.teacher_for(x3)
     with pytest.raises(ValueError, match="qat layers must be conv indices 0..2"):
         _cfg(image_dir, tmp_path, qat=(5,))
+
+
+def test_calibrated_ranges_are_each_channels_peak_and_leave_the_conv_unchanged_in_float():
+    """calibrate() sets a tanh input's per-channel range to the largest |value| the channel took (capped
+    at 1), and conv(x / r, w * r) is the float conv: only the int8 rounding sees the ranges."""
+    torch.manual_seed(3)
+    net = ESPCN(ESPCNConfig(quant=(1,)))
+    with torch.no_grad():  # small features: tanh's whole range would leave them few codes
+        net.body[0].weight.mul_(0.1)
+    planes = [np.random.default_rng(i).random((14, 17), dtype=np.float32) for i in range(3)]
+    seen = []
+    hook = net.body[2].register_forward_pre_hook(lambda m, a: seen.append(a[0].abs().amax((0, 2, 3))))
+    from trainer.model import calibrate_ranges, upscale_plane
+
+    for y in planes:
+        upscale_plane(net, y)
+    hook.remove()
+    (ranges,) = calibrate_ranges(net, planes)
+    peak = torch.stack(seen).amax(0)
+    assert torch.equal(ranges, peak.clamp(quant.RANGE_MIN, 1.0)) and ranges.max() < 1.0
+    conv = net.body[2]
+    x = torch.tanh(torch.randn(1, 64, 6, 7))
+    ranged = torch.nn.functional.conv2d(x / ranges.view(1, -1, 1, 1), conv.ranged_weight(), conv.bias)
+    assert torch.allclose(ranged, torch.nn.functional.conv2d(x, conv.weight, conv.bias), atol=1e-5)
+    full = ESPCN(ESPCNConfig(quant=(1,)))
+    full.load_state_dict({k: v for k, v in net.state_dict().items() if "act_range" not in k}, strict=False)
+    y = torch.from_numpy(planes[0])[None, None]
+    ref = ESPCN(ESPCNConfig())
+    ref.load_state_dict(full.state_dict(), strict=False)
+    with torch.no_grad():  # finer codes on the channels' own ranges: much closer to the float net
+
+        assert (net(y) - ref(y)).abs().mean() < 0.5 * (full(y) - ref(y)).abs().mean()
+
+
+def test_calibrated_qat_exports_a_div_that_both_runtimes_match_and_restores(image_dir, tmp_path):
+    """--qat_ranges calibrated: the ranges are set before the first step, kept by the checkpoint, written
+    as a Div before QuantizeLinear (weights x ranges in int8), matched by ONNX Runtime and OpenVINO, and
+    read back by state_from_onnx as the same ranges and weights."""
+    from trainer.model import state_from_onnx
+
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1,), qat_ranges="calibrated"))
+    net = load_model(str(ckpt))
+    ranges = net.body[2].act_range
+    assert 0 < ranges.min() and ranges.max() < 1.0
+    out = export_mod.export(str(ckpt), str(tmp_path / "q.onnx"))
+    model = onnx.load(out)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.index("Div") + 1 == ops.index("QuantizeLinear")
+    x = np.random.default_rng(4).random((1, 1, 21, 18), dtype=np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() <= export_mod.QUANT_TOLERANCE
+    assert export_mod.openvino_parity_error(net, model) <= export_mod.OV_TOLERANCE
+    state = state_from_onnx(str(out))
+    assert torch.allclose(state["body.2.act_range"], ranges)
+    back = ESPCN(ESPCNConfig(quant=(1,)))
+    back.load_state_dict(state)
+    with torch.no_grad():
+        assert np.abs(back(torch.from_numpy(x)).numpy() - got).max() <= export_mod.QUANT_TOLERANCE
+    with pytest.raises(ValueError, match="qat_ranges must be one of full, calibrated"):
+        _cfg(image_dir, tmp_path, qat=(1,), qat_ranges="learned")

@@ -39,7 +39,10 @@ def describe(path: Path) -> str:
     lines = [f"## {path.name} (x{meta['scale']}, `{meta['name']}`)", ""]
     quant = json.loads(meta.get("arch", "{}")).get("quant")
     if quant:
-        lines.append(f"- int8: conv layer(s) {', '.join(map(str, quant))} quantized (QDQ: uint8 input, int8 "
+        ranges = training.get("config", {}).get("qat_ranges", "full")
+        held = "over per-channel ranges calibrated on the training pictures" if ranges == "calibrated" else \
+            "over tanh's whole range"
+        lines.append(f"- int8: conv layer(s) {', '.join(map(str, quant))} quantized (QDQ: uint8 input {held}, int8 "
                      "per-channel weights), trained with `--qat`; `precision=\"int8\"` runs this file")
     if meta.get("measured"):
         lines.append(f"- numbers measured again by `{meta['measured']}` (current protocol; same weights)")

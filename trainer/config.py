@@ -9,6 +9,8 @@ from pathlib import Path
 
 PRESETS = Path(__file__).parent / "presets"
 LOSSES = ("l1", "l2", "charbonnier", "logmse", "picture_db")
+QAT_RANGES = ("full", "calibrated")
+CALIBRATION_PICTURES = 200  # training pictures (evenly spaced) that calibrate --qat_ranges calibrated
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class TrainConfig:
     qat: tuple[int, ...] = ()         # conv layers trained with int8 fake quantization (trainer.quant), e.g. 1
     distill: bool = False             # learn the --init_from network's output, not the HR pictures (for --qat:
                                       # the int8 net mimics its fp32 parent, so it cannot drift off it)
+    qat_ranges: str = "full"          # int8 tanh inputs over tanh's whole [-1, 1] ("full") or over each
+                                      # channel's largest |value| on the training pictures ("calibrated")
 
     def __post_init__(self) -> None:
         """Reject bad values before any data is loaded."""
@@ -68,6 +72,8 @@ class TrainConfig:
 
         if unknown := sorted(set(self.holdout_sets) - set(HOLDOUTS)):
             raise ValueError(f"unknown holdout_sets {unknown}; known: {', '.join(sorted(HOLDOUTS))}")
+        if self.qat_ranges not in QAT_RANGES:
+            raise ValueError(f"qat_ranges must be one of {', '.join(QAT_RANGES)}, got {self.qat_ranges!r}")
         if self.distill and not self.init_from:
             raise ValueError("distill needs init_from (the network whose output is learnt)")
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .data import run_bordered
-from .quant import quant_conv
+from .quant import calibrate, quant_conv
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "prelu": nn.PReLU}
 
@@ -101,7 +101,8 @@ def state_from_onnx(path: str) -> dict[str, torch.Tensor]:
 
     This is what lets a fresh checkout continue from the shipped weights: the ONNX files are the only
     weights the repository keeps. Initializers map back to `body.<index>` in layer order. An int8 (QDQ)
-    layer's weights come back dequantized (`convN.weight.int8` x `convN.weight.scale`), as it ran.
+    layer's weights come back dequantized (`convN.weight.int8` x `convN.weight.scale`, divided by its
+    `convN.act_range` where the input ranges were calibrated), as it ran, with those ranges.
     """
     import onnx
     from onnx import numpy_helper
@@ -109,21 +110,33 @@ def state_from_onnx(path: str) -> dict[str, torch.Tensor]:
     inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
     for name in [n for n in inits if n.endswith(".weight.int8")]:
         base, scale = name.removesuffix(".int8"), inits[name.replace(".int8", ".scale")]
-        inits[base] = inits[name].astype(np.float32) * scale.reshape(-1, 1, 1, 1).astype(np.float32)
+        weight = inits[name].astype(np.float32) * scale.reshape(-1, 1, 1, 1).astype(np.float32)
+        ranges = inits.get(base.replace(".weight", ".act_range"))  # calibrated input ranges (trainer.quant)
+        inits[base] = weight if ranges is None else weight / ranges.reshape(1, -1, 1, 1)
     state: dict[str, torch.Tensor] = {}
     for name, value in inits.items():
-        m = re.fullmatch(r"(conv|act)(\d+)\.(weight|bias|slope)", name)
+        m = re.fullmatch(r"(conv|act)(\d+)\.(weight|bias|slope|act_range)", name)
         if not m:
             continue
         kind, i, field = m.group(1), int(m.group(2)), m.group(3)
         arr = torch.from_numpy(np.array(value, copy=True))
         if kind == "conv":
-            state[f"body.{2 * i}.{field}"] = arr
+            state[f"body.{2 * i}.{field}"] = arr.reshape(-1) if field == "act_range" else arr
         else:  # PReLU slope, stored (C, 1, 1) for broadcasting
             state[f"body.{2 * i + 1}.weight"] = arr.reshape(-1)
     if not state:
         raise ValueError(f"{path}: no convN.weight/convN.bias initializers (not a vs-espcn trainer export)")
     return state
+
+
+def calibrate_ranges(net: ESPCN, planes: "list[np.ndarray]") -> list[torch.Tensor]:
+    """Per-channel input ranges of the net's quantized tanh inputs from LR planes run as the plugin runs
+    them (trainer.quant.calibrate)."""
+    def run() -> None:
+        for y in planes:
+            upscale_plane(net, y)
+
+    return calibrate(net, run)
 
 
 @torch.no_grad()

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import CALIBRATION_PICTURES, TrainConfig
 from .data import BORDER, Pair, PatchSampler, list_images, load_pairs, load_rgb
 from .distributed import close, init_world, wrap
 from .eval import score
 from .holdouts import held_out_paths, holdout
-from .model import ESPCN, ESPCNConfig, state_from_onnx, upscale_plane
+from .model import ESPCN, ESPCNConfig, calibrate_ranges, state_from_onnx, upscale_plane
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -160,6 +160,16 @@ def init_from(net: ESPCN, path: str) -> int:
     return len(same)
 
 
+def calibrate(net: ESPCN, pairs: list[Pair]) -> None:
+    """Per-channel ranges of the int8 tanh inputs (trainer.quant) from up to CALIBRATION_PICTURES evenly
+    spaced training pictures, the same in every process (they hold the same picture list)."""
+    picks = pairs[:: max(1, math.ceil(len(pairs) / CALIBRATION_PICTURES))]
+    ranges = calibrate_ranges(net, [p.lr_y for p in picks])
+    for r in ranges:
+        print(f"calibrated int8 input ranges on {len(picks)} pictures: {r.min():.3f} .. {r.max():.3f} "
+              f"(mean {r.mean():.3f})", file=sys.stderr)
+
+
 def teacher_for(cfg: TrainConfig) -> ESPCN:
     """The float network `--distill` learns from: the --init_from weights, unquantized, frozen."""
     teacher = ESPCN(ESPCNConfig(scale=cfg.scale, channels=cfg.channels, activation=cfg.activation))
@@ -257,6 +267,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str
     elif cfg.init_from:
         init_from(net, cfg.init_from)
         history["parent"] = parent_training(cfg.init_from)
+    if cfg.qat and cfg.qat_ranges == "calibrated" and not (resume and last.exists()):
+        calibrate(net, sampler.pairs)  # at the starting weights; a resumed run has them in its checkpoint
     if cfg.loss == "picture_db" and not (resume and last.exists()):
         sampler.weigh_pictures(picture_mse(net, sampler.pairs), LOGMSE_FLOOR)  # at the starting weights
     history.setdefault("commands", []).append(command or f"train({cfg})")
@@ -297,7 +309,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str
             val_psnr, val_ssim = validate(net, val_pairs, cfg.scale)
             history["val"].append((step, val_psnr))
             minutes = (history.get("seconds", 0.0) + time.time() - t0) / 60
-            bar.write(f"step {step}: val Y-PSNR {val_psnr:.3f} dB, SSIM {val_ssim:.4f} ({minutes:.1f} min)")
+            bar.write(f"step {step}: val Y-PSNR {val_psnr:.3f} dB, SSIM {val_ssim:.4f} ({minutes:.1f} min)",
+                      file=sys.stderr)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             if not all(torch.isfinite(p).all() for p in net.parameters()):
                 raise SystemExit(f"non-finite weights at step {step}: stopping without saving "
