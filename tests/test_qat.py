@@ -60,7 +60,7 @@ def test_qat_from_fp32_starts_at_the_ptq_loss_and_goes_down(image_dir, tmp_path)
     fp32 = train_mod.train(_cfg(image_dir, tmp_path, steps=150, lr=3e-3, ckpt_every=150, eval_every=150))
     onnx_fp32 = export_mod.export(str(fp32), str(tmp_path / "fp32.onnx"))
     ptq = ESPCN(ESPCNConfig(quant=(1, 2)))
-    ptq.load_state_dict(load_model(str(fp32)).state_dict(), strict=False)  # act_range: ones
+    ptq.load_state_dict(load_model(str(fp32)).state_dict())  # a float state: act_range stays ones
     start = ESPCN(ESPCNConfig(quant=(1, 2)))
     train_mod.init_from(start, str(onnx_fp32))  # what the QAT run does first
     lr, hr, w = train_mod.PatchSampler(train_mod.load_pairs(image_dir, 2), 2, 12, False, 5).batch(32)
@@ -136,7 +136,10 @@ def test_calibrated_qat_exports_a_div_that_both_runtimes_match_and_restores(imag
     read back by state_from_onnx as the same ranges and weights."""
     from trainer.model import state_from_onnx
 
-    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1,), qat_ranges="calibrated"))
+    fp32 = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path, out=str(tmp_path / "fp32"), steps=4))),
+                             str(tmp_path / "fp32.onnx"))
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1,), qat_ranges="calibrated",
+                                init_from=str(fp32)))
     net = load_model(str(ckpt))
     ranges = net.body[2].act_range
     assert 0 < ranges.min() and ranges.max() < 1.0
@@ -158,3 +161,32 @@ def test_calibrated_qat_exports_a_div_that_both_runtimes_match_and_restores(imag
         assert np.abs(back(torch.from_numpy(x)).numpy() - got).max() <= export_mod.QUANT_TOLERANCE
     with pytest.raises(ValueError, match="qat_ranges must be one of full, calibrated"):
         _cfg(image_dir, tmp_path, qat=(1,), qat_ranges="learned")
+    for bad in (dict(qat=(1,)), dict(qat=(0,), init_from=str(fp32))):
+        with pytest.raises(ValueError, match="calibrated needs a --qat layer on a tanh input"):
+            _cfg(image_dir, tmp_path, qat_ranges="calibrated", **bad)
+
+
+def test_ranges_survive_resume_and_never_leak_into_a_full_run(image_dir, tmp_path, monkeypatch):
+    """A resumed calibrated run keeps its checkpoint's ranges (no second calibration) and refuses to switch
+    qat_ranges; a `full` run started from a calibrated file is back on tanh's whole range (no Div); a state
+    without ranges (a float net, an older checkpoint) loads as ones."""
+    fp32 = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path, out=str(tmp_path / "fp32"), steps=4))),
+                             str(tmp_path / "fp32.onnx"))
+    kw = dict(out=str(tmp_path / "cal"), qat=(1,), qat_ranges="calibrated", init_from=str(fp32), ckpt_every=2)
+    first = load_model(str(train_mod.train(_cfg(image_dir, tmp_path, steps=2, **kw)))).body[2].act_range
+    assert first.max() < 1.0
+    monkeypatch.setattr(train_mod, "calibrate", lambda *a, **k: pytest.fail("a resumed run calibrated again"))
+    resumed = train_mod.train(_cfg(image_dir, tmp_path, steps=4, **kw), resume=True)
+    assert torch.equal(load_model(str(resumed)).body[2].act_range, first)
+    with pytest.raises(SystemExit, match="holds qat_ranges 'calibrated'; it cannot change to 'full'"):
+        train_mod.train(_cfg(image_dir, tmp_path, steps=6, **{**kw, "qat_ranges": "full"}), resume=True)
+    cal_onnx = export_mod.export(str(resumed), str(tmp_path / "cal.onnx"))
+    full = train_mod.train(_cfg(image_dir, tmp_path, out=str(tmp_path / "full"), steps=2, qat=(1,),
+                                init_from=str(cal_onnx)))
+    assert torch.equal(load_model(str(full)).body[2].act_range, torch.ones(64))
+    ops = [n.op_type for n in onnx.load(export_mod.export(str(full), str(tmp_path / "full.onnx"))).graph.node]
+    assert "Div" not in ops and "QuantizeLinear" in ops
+    old = {k: v for k, v in load_model(str(resumed)).state_dict().items() if "act_range" not in k}
+    net = ESPCN(ESPCNConfig(quant=(1,)))
+    net.load_state_dict(old)  # strict: the missing buffer is filled
+    assert torch.equal(net.body[2].act_range, torch.ones(64))

@@ -74,6 +74,9 @@ class TrainConfig:
             raise ValueError(f"unknown holdout_sets {unknown}; known: {', '.join(sorted(HOLDOUTS))}")
         if self.qat_ranges not in QAT_RANGES:
             raise ValueError(f"qat_ranges must be one of {', '.join(QAT_RANGES)}, got {self.qat_ranges!r}")
+        if self.qat_ranges == "calibrated" and not (any(q > 0 for q in self.qat) and self.init_from):
+            raise ValueError("qat_ranges calibrated needs a --qat layer on a tanh input (1 or more) and "
+                             "--init_from (the ranges are measured on the starting network)")
         if self.distill and not self.init_from:
             raise ValueError("distill needs init_from (the network whose output is learnt)")
 

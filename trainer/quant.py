@@ -5,14 +5,16 @@ held as uint8 over a fixed range and its weights as int8 per output channel. Tan
   input of the first conv   [0, 1] luma            uint8, scale 1/255, zero point 0 (8-bit codes exactly)
   input of later convs      tanh's [-1, 1]         uint8, scale 2/255, zero point 128
   weights                   per output channel     int8 symmetric, scale max|w| / 127 (recomputed each step)
-The ranges are fixed, not learned: they cover the whole luma range and tanh's whole range, so nothing a
-network can produce is clipped. Optionally (`--qat_ranges calibrated`) a tanh input is first divided per
-channel by `act_range`, the largest |value| each channel took on the training pictures (`calibrate`): most
-channels never come near +-1, so their 256 codes were spread over values they never take. The division
-is undone in the weights (conv(x / r, w * r) == conv(x, w)), so the int8 conv keeps one per-tensor input
-scale; exported as a Div before QuantizeLinear, which OpenVINO fuses (conv still u8, no extra time
-measured). A value beyond its channel's range is clipped there, as training saw it. Training sees the rounding through PyTorch's fake-quantize ops (straight-
-through gradients); the ONNX export writes the same arithmetic as QuantizeLinear/DequantizeLinear pairs,
+By default (`--qat_ranges full`) the ranges are fixed, not learned: they cover the whole luma range and
+tanh's whole range, so nothing a network can produce is clipped. With `--qat_ranges calibrated` a tanh
+input is first divided per channel by `act_range`, the largest |value| each channel took on the training
+pictures at the starting weights (`calibrate`): most channels never come near +-1, so their 256 codes were
+spread over values they never take. The division is undone in the weights (conv(x / r, w * r) ==
+conv(x, w)), so the int8 conv keeps one per-tensor input scale; it is exported as a Div before
+QuantizeLinear, which OpenVINO fuses (conv still u8, no extra time measured). A value beyond its
+channel's range is clipped there, as training saw it (with zero gradient, hence only from a trained
+network, `init_from`). Training sees the rounding through PyTorch's fake-quantize ops (straight-through
+gradients); the ONNX export writes the same arithmetic as QuantizeLinear/DequantizeLinear pairs,
 which OpenVINO compiles to int8 kernels and ONNX Runtime and TensorRT can load.
 """
 from __future__ import annotations
@@ -44,6 +46,13 @@ class QuantConv2d(nn.Conv2d):
     layer: int = 0
     act_range: torch.Tensor
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        """A state without `act_range` (a float net, a checkpoint or int8 file from before calibrated
+        ranges) loads as tanh's whole range: ones."""
+        if self.layer > 0 and prefix + "act_range" not in state_dict:
+            state_dict[prefix + "act_range"] = torch.ones_like(self.act_range)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def ranged_weight(self) -> torch.Tensor:
         """The weights the int8 conv holds: multiplied per input channel by the ranges its input is
         divided by (the weights themselves on the luma input)."""
@@ -58,6 +67,13 @@ class QuantConv2d(nn.Conv2d):
         s = weight_scales(w)
         wq = torch.fake_quantize_per_channel_affine(w, s, torch.zeros_like(s, dtype=torch.int32), 0, -WMAX, WMAX)
         return self._conv_forward(xq, wq, self.bias)
+
+
+def reset_ranges(net: nn.Module) -> None:
+    """Every tanh input back to tanh's whole range (`--qat_ranges full` after `init_from` a calibrated file)."""
+    for m in net.modules():
+        if isinstance(m, QuantConv2d) and m.layer > 0:
+            m.act_range.fill_(1.0)
 
 
 def quant_conv(layer: int, *args, **kwargs) -> QuantConv2d:

@@ -30,6 +30,7 @@ from .distributed import close, init_world, wrap
 from .eval import score
 from .holdouts import held_out_paths, holdout
 from .model import ESPCN, ESPCNConfig, calibrate_ranges, state_from_onnx, upscale_plane
+from .quant import reset_ranges
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -160,12 +161,13 @@ def init_from(net: ESPCN, path: str) -> int:
     return len(same)
 
 
-def calibrate(net: ESPCN, pairs: list[Pair]) -> None:
+def calibrate(net: ESPCN, pairs: list[Pair], report: bool = True) -> None:
     """Per-channel ranges of the int8 tanh inputs (trainer.quant) from up to CALIBRATION_PICTURES evenly
-    spaced training pictures, the same in every process (they hold the same picture list)."""
+    spaced training pictures (`--extra` ones included), the same in every process (they hold the same
+    picture list; DDP broadcasts process 0's buffers anyway)."""
     picks = pairs[:: max(1, math.ceil(len(pairs) / CALIBRATION_PICTURES))]
     ranges = calibrate_ranges(net, [p.lr_y for p in picks])
-    for r in ranges:
+    for r in ranges if report else ():
         print(f"calibrated int8 input ranges on {len(picks)} pictures: {r.min():.3f} .. {r.max():.3f} "
               f"(mean {r.mean():.3f})", file=sys.stderr)
 
@@ -255,6 +257,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        if (was := ckpt["config"].get("qat_ranges", "full")) != cfg.qat_ranges:
+            raise SystemExit(f"--resume: this run holds qat_ranges {was!r}; it cannot change to {cfg.qat_ranges!r}")
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sampler.rng.bit_generator.state = ckpt["sampler"]
@@ -267,8 +271,11 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "", device: str
     elif cfg.init_from:
         init_from(net, cfg.init_from)
         history["parent"] = parent_training(cfg.init_from)
-    if cfg.qat and cfg.qat_ranges == "calibrated" and not (resume and last.exists()):
-        calibrate(net, sampler.pairs)  # at the starting weights; a resumed run has them in its checkpoint
+    if cfg.qat and not (resume and last.exists()):  # a resumed run has its ranges in the checkpoint
+        if cfg.qat_ranges == "calibrated":
+            calibrate(net, sampler.pairs, world.main)
+        else:
+            reset_ranges(net)  # init_from a calibrated file: its ranges are not this run's
     if cfg.loss == "picture_db" and not (resume and last.exists()):
         sampler.weigh_pictures(picture_mse(net, sampler.pairs), LOGMSE_FLOOR)  # at the starting weights
     history.setdefault("commands", []).append(command or f"train({cfg})")
