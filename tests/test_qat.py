@@ -190,3 +190,31 @@ def test_ranges_survive_resume_and_never_leak_into_a_full_run(image_dir, tmp_pat
     net = ESPCN(ESPCNConfig(quant=(1,)))
     net.load_state_dict(old)  # strict: the missing buffer is filled
     assert torch.equal(net.body[2].act_range, torch.ones(64))
+
+
+def test_openvino_parity_without_vnni_runs_halved_codes_against_onnxruntime(image_dir, tmp_path, monkeypatch):
+    """Without VNNI OpenVINO's int8 sums saturate at int16, so the export check halves the weight codes
+    (|w| <= 63) and compares OpenVINO with ONNX Runtime on that copy; with VNNI it compares with torch. A file
+    that drops the ranges' Div fails the torch comparisons (OpenVINO with VNNI, ONNX Runtime always)."""
+    fp32 = export_mod.export(str(train_mod.train(_cfg(image_dir, tmp_path, out=str(tmp_path / "fp32"), steps=4))),
+                             str(tmp_path / "fp32.onnx"))
+    ckpt = train_mod.train(_cfg(image_dir, tmp_path, steps=4, qat=(1,), qat_ranges="calibrated",
+                                init_from=str(fp32)))
+    net = load_model(str(ckpt))
+    model = export_mod.build_graph(net)
+    half = export_mod.halved_codes(model)
+    codes = [onnx.numpy_helper.to_array(t) for t in half.graph.initializer if t.name.endswith(".weight.int8")]
+    full = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith(".weight.int8")]
+    assert np.abs(codes[0]).max() <= 63 and np.array_equal(codes[0], np.clip(np.rint(full[0] / 2), -63, 63))
+    assert np.abs(full[0]).max() == 127  # the original is untouched
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    div = next(n for n in broken.graph.node if n.op_type == "Div")
+    at = list(broken.graph.node).index(div)
+    broken.graph.node.remove(div)
+    broken.graph.node.insert(at, onnx.helper.make_node("Identity", [div.input[0]], [div.output[0]]))
+    assert export_mod.parity_error(net, broken) > export_mod.QUANT_TOLERANCE
+    for vnni in (False, True):
+        monkeypatch.setattr(export_mod, "cpu_has_vnni", lambda v=vnni: v)
+        assert export_mod.openvino_parity_error(net, model) <= export_mod.OV_TOLERANCE
+    assert export_mod.openvino_parity_error(net, broken) > export_mod.OV_TOLERANCE  # VNNI: against torch
