@@ -22,9 +22,10 @@ BUDGET_DB = 0.03
 SUPPORTED = {"trt": ("fp16", "fp32"), "ov": ("bf16", "fp32", "int8"), "ort": ("fp32",)}
 # Instruction-set flags (any one suffices) that make a CPU precision worth running.
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
-# Said with the error where the CPU lacks them (int8 without VNNI runs, but slower than fp32 would).
+# Said with the error where the CPU lacks them: int8 without VNNI runs, but no faster than fp32, and OpenVINO's
+# AVX2 kernels sum pairs of products in int16 with saturation (x2 twin on Set5: -0.059 dB, -0.026 exact).
 WHY = {"int8": ": without them OpenVINO's int8 ran no faster than ONNX Runtime fp32 (AVX2 Zen 3, one 720x480 "
-               "plane: 235 vs 222 ms)"}
+               "plane: 235 vs 222 ms) and its int16 sums saturate, losing quality"}
 
 
 @functools.cache
