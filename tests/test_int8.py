@@ -15,10 +15,10 @@ from vs_espcn import backends, graph, models, precision
 TWINS = {"espcn_x2.onnx": ("natural", 2), "espcn_x3.onnx": ("natural", 3), "espcn_x4.onnx": ("natural", 4),
          "espcn_x2_anime.onnx": ("anime", 2), "espcn_x2_manga.onnx": ("manga", 2)}
 # What each twin loses against its fp32 model through the plugin (OpenVINO int8 + bf16), with a little room:
-# measured -0.047 / -0.026 (x3 Set5 / Set14), -0.029 / -0.018 (x4), -0.016 (manga). The x2 and anime twins
-# (calibrated ranges) are not yet measured on a VNNI CPU: -0.026 / -0.011 and -0.13 (line art) in exact int8
-# (ONNX Runtime); bf16 in the other layers added 0.011 / 0.008 and 0.07 to the twins before them (-0.082 /
-# -0.037 and -0.29 through the plugin).
+# measured -0.016 (manga). The x2, x3, x4 and anime twins (calibrated ranges) are not yet measured on a VNNI CPU:
+# in exact int8 (ONNX Runtime) x2 -0.026 / -0.011 (Set5 / Set14), x3 -0.013 / -0.009, x4 -0.008 / -0.006,
+# anime -0.13 (line art); the twins before them lost, through the plugin, x2 -0.082 / -0.037 (bf16 in the other
+# layers added 0.011 / 0.008), x3 -0.047 / -0.026, x4 -0.029 / -0.018, anime -0.29 (bf16 added 0.07).
 INT8_LOSS_DB = {"espcn_x2.onnx": 0.06, "espcn_x3.onnx": 0.05, "espcn_x4.onnx": 0.04, "espcn_x2_anime.onnx": 0.25,
                 "espcn_x2_manga.onnx": 0.05}
 needs_int8 = pytest.mark.skipif(not (backends.ov_status()[0] and precision.cpu_can("int8")),
