@@ -124,7 +124,9 @@ np.save(sys.argv[3], compiled({0: np.load(sys.argv[2])})[0])
 
 
 def cpu_has_vnni() -> bool:
-    """Does this CPU have the int8 dot products (VNNI / AMX) OpenVINO's int8 kernels run exactly on?"""
+    """Does this CPU have the int8 dot products (VNNI / AMX) OpenVINO's int8 kernels run exactly on?
+    The flags are the plugin's `vs_espcn.precision.CPU_FLAGS["int8"]`, kept here rather than imported:
+    the trainer shares only the ONNX file with the plugin."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
